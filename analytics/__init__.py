@@ -1,0 +1,1 @@
+"""analytics package — see ARCHITECTURE.md; filled by later issues."""

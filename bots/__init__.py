@@ -1,0 +1,1 @@
+"""bots package — see ARCHITECTURE.md; filled by later issues."""

@@ -1,0 +1,266 @@
+"""`ioc` command line: run, db upgrade, token create, audit verify, catalogue load."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ioc_core.config import ConfigError, Settings
+from ioc_core.errors import IocError
+from ioc_core.i18n import t
+
+logger = logging.getLogger("ioc")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    overrides: dict[str, Any] = {}
+    if getattr(args, "port", None) is not None:
+        overrides["http_port"] = args.port
+    if getattr(args, "workers", None) is not None:
+        overrides["http_workers"] = args.workers
+    return Settings.from_env(**overrides)
+
+
+def _logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+
+
+# ----------------------------------------------------------------- run
+
+
+async def _serve(settings: Settings, *, reuse_port: bool, announce: bool) -> None:
+    from aiohttp import web
+
+    from ioc_core.runtime import start_core
+    from ioc_core.web.app import make_app
+
+    core = await start_core(settings, migrate=False)
+    runner = web.AppRunner(make_app(core), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(
+        runner, settings.http_host, settings.http_port, reuse_port=reuse_port, backlog=1024
+    )
+    await site.start()
+    if announce:
+        _announce(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await runner.cleanup()
+    await core.close()
+
+
+def _announce(settings: Settings) -> None:
+    base = settings.base_url()
+    db = (
+        "SQLite " + settings.database_url.split("///", 1)[-1]
+        if settings.embedded_database
+        else "PostgreSQL"
+    )
+    bus = "Redis Streams" if settings.redis_url else "in-process"
+    lines = [
+        f"{t('server.started')} / {t('server.started', 'en')}  (database: {db}; bus: {bus})",
+        f"  {t('server.api')}:            {base}/api/v1/incidents",
+        f"  {t('server.openapi')} / OpenAPI: {base}/api/v1/openapi.json",
+        f"  {t('server.open311')}:   {base}/open311/v2/services.json",
+        f"  {t('server.health')} / Health: {base}/health",
+        f"  {t('server.token_hint')}",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+def _worker(settings: Settings, announce: bool) -> None:
+    _logging(settings)
+    asyncio.run(_serve(settings, reuse_port=True, announce=announce))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ioc_core.runtime import prepare_database
+
+    settings = _settings(args)
+    _logging(settings)
+    counts = asyncio.run(prepare_database(settings))
+    if counts:
+        logger.info("empty database: default catalogue loaded %s", counts)
+    workers = settings.http_workers or os.cpu_count() or 1
+    if settings.embedded_database and workers > 1:
+        logger.warning("SQLite serialises writers; running one worker instead of %d", workers)
+        workers = 1
+    if workers == 1:
+        asyncio.run(_serve(settings, reuse_port=False, announce=True))
+        return 0
+    # Several processes share the port (SO_REUSEPORT): the kernel spreads connections.
+    ctx = multiprocessing.get_context("spawn")
+    procs = [
+        ctx.Process(target=_worker, args=(settings, i == 0), daemon=False) for i in range(workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def _stop(_sig: int, _frame: Any) -> None:
+        for p in procs:
+            if p.is_alive() and p.pid:
+                os.kill(p.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    for p in procs:
+        p.join()
+    return max((p.exitcode or 0) for p in procs)
+
+
+# ----------------------------------------------------------------- admin commands
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from ioc_core.runtime import prepare_database
+
+    settings = _settings(args)
+    _logging(settings)
+    counts = asyncio.run(prepare_database(settings))
+    print(json.dumps({"migrated": True, "catalogue_loaded": counts}, ensure_ascii=False))
+    return 0
+
+
+async def _with_sessions(settings: Settings, fn: Any) -> Any:
+    from ioc_core import db
+
+    engine = db.make_engine(settings.database_url)
+    try:
+        return await fn(db.make_sessionmaker(engine))
+    finally:
+        await engine.dispose()
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from ioc_core.access.tokens import create_token
+    from ioc_core.db import transaction
+    from ioc_core.runtime import prepare_database
+
+    settings = _settings(args)
+    asyncio.run(prepare_database(settings))
+
+    async def go(sessions: Any) -> tuple[str, Any]:
+        async with transaction(sessions) as s:
+            return await create_token(
+                s,
+                role=args.role,
+                name=args.name,
+                agency_code=args.agency,
+                subject=args.subject or "",
+            )
+
+    token, row = asyncio.run(_with_sessions(settings, go))
+    print(t("cli.token_created"), file=sys.stderr)
+    print(token)
+    print(
+        json.dumps(
+            {"id": row.id, "role": row.role, "agency": row.agency_code, "name": row.name},
+            ensure_ascii=False,
+        ),
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from ioc_core.incidents.verify import verify_all
+
+    settings = _settings(args)
+    report = asyncio.run(_with_sessions(settings, verify_all))
+    if report.ok:
+        print(t("cli.audit_ok", incidents=report.incidents, rows=report.rows))
+        return 0
+    print(t("cli.audit_bad", count=len(report.problems)))
+    for p in report.problems:
+        print(f"  {p.incident_id} seq {p.seq}: {p.problem}")
+    return 1
+
+
+def cmd_catalogue_load(args: argparse.Namespace) -> int:
+    from ioc_core.catalogue.service import load_catalogue
+    from ioc_core.db import transaction
+    from ioc_core.migrate import upgrade
+
+    settings = _settings(args)
+    _logging(settings)
+    asyncio.run(upgrade(settings.database_url))
+
+    async def go(sessions: Any) -> dict[str, int]:
+        async with transaction(sessions) as s:
+            return await load_catalogue(s, settings)
+
+    print(json.dumps(asyncio.run(_with_sessions(settings, go)), ensure_ascii=False))
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ioc", description="IOC Hub")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the hub (migrates and seeds an empty database)")
+    run.add_argument(
+        "--role",
+        choices=["all", "core"],
+        default="all",
+        help="which role to run (later issues add telephony, bots, ...)",
+    )
+    run.add_argument("--port", type=int, help="HTTP port (default IOC_HTTP_PORT or 8080)")
+    run.add_argument("--workers", type=int, help="HTTP worker processes (IOC_HTTP_WORKERS)")
+    run.set_defaults(fn=cmd_run)
+
+    dbp = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
+    dbp.add_parser("upgrade", help="migrate to the latest schema").set_defaults(fn=cmd_db_upgrade)
+
+    tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="tok_cmd", required=True)
+    create = tok.add_parser("create", help="create a token and print it once")
+    create.add_argument(
+        "--role",
+        required=True,
+        choices=["citizen", "calltaker", "supervisor", "agency", "leader", "admin", "service"],
+    )
+    create.add_argument("--agency", help="agency code (role agency only)")
+    create.add_argument("--name", default="token", help="who or what uses the token")
+    create.add_argument("--subject", help="citizen identity (role citizen)")
+    create.set_defaults(fn=cmd_token_create)
+
+    audit = sub.add_parser("audit", help="audit trail").add_subparsers(
+        dest="audit_cmd", required=True
+    )
+    audit.add_parser("verify", help="check every incident's hash chain").set_defaults(
+        fn=cmd_audit_verify
+    )
+
+    cat = sub.add_parser("catalogue", help="categories, areas, agencies").add_subparsers(
+        dest="cat_cmd", required=True
+    )
+    cat.add_parser("load", help="(re)load the catalogue data files").set_defaults(
+        fn=cmd_catalogue_load
+    )
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.fn(args))
+    except (ConfigError, IocError) as exc:
+        print(f"ioc: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""Settings from the environment (`IOC_*`), with safe defaults for the embedded mode.
+
+Every variable is declared once in `VARIABLES`; the README's configuration reference is
+checked against this table by a test, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A variable holds a value we cannot use; the message names it."""
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    default: str
+    help: str
+    kind: type = str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("IOC_DATA_DIR", "var", "Data directory: SQLite file (embedded mode) and attachments."),
+    Variable(
+        "IOC_CACHE_DIR",
+        "~/.cache/ioc-hub",
+        "Cache for heavy artefacts (Asterisk chroot, Rasa env, models), keyed by inputs.",
+    ),
+    Variable(
+        "IOC_DATABASE_URL",
+        "",
+        "SQLAlchemy URL, e.g. postgresql+asyncpg://user@host/db. Unset: SQLite in IOC_DATA_DIR.",
+    ),
+    Variable(
+        "IOC_REDIS_URL", "", "Redis URL for the event bus (Redis Streams). Unset: in-process bus."
+    ),
+    Variable("IOC_HTTP_HOST", "127.0.0.1", "Address the HTTP server binds."),
+    Variable("IOC_HTTP_PORT", "8080", "Port of the HTTP server.", int),
+    Variable(
+        "IOC_HTTP_WORKERS",
+        "1",
+        "HTTP worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU.",
+        int,
+    ),
+    Variable("IOC_PUBLIC_URL", "", "Public base URL used in links (default http://HOST:PORT)."),
+    Variable("IOC_TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone at the edges (deadlines, display)."),
+    Variable("IOC_WORKDAY_END", "17:00", "End of the working day; timed deadlines fall on it."),
+    Variable("IOC_TRACKING_PREFIX", "PA", "Prefix of tracking codes (PA-2026-000123)."),
+    Variable(
+        "IOC_TRACKING_BLOCK",
+        "20",
+        "Tracking numbers a process reserves at once (fewer DB round trips; gaps on restart).",
+        int,
+    ),
+    Variable("IOC_DUPLICATE_RADIUS_M", "150", "Duplicate reports: radius in metres.", float),
+    Variable("IOC_DUPLICATE_WINDOW_MIN", "120", "Duplicate reports: time window in minutes.", int),
+    Variable("IOC_MAX_ATTACHMENT_BYTES", "10485760", "Largest accepted photo in bytes.", int),
+    Variable("IOC_MAX_ATTACHMENTS", "10", "Most photos per incident.", int),
+    Variable("IOC_MAX_BODY_BYTES", "26214400", "Largest accepted HTTP request body in bytes.", int),
+    Variable(
+        "IOC_AREA_PROVINCES",
+        "75",
+        "Province codes loaded from the vietnam-provinces dataset ('all' for every one).",
+    ),
+    Variable(
+        "IOC_AREA_FILE", "", "JSON area tree to load instead of the dataset (any depth; see docs)."
+    ),
+    Variable("IOC_OPEN311_JURISDICTION", "ioc.local", "Open311 jurisdiction_id of this server."),
+    Variable("IOC_BUS_STREAM", "ioc:events", "Redis stream that carries events."),
+    Variable(
+        "IOC_BUS_MAX_DELIVERIES",
+        "5",
+        "Deliveries before an event goes to the dead-letter stream.",
+        int,
+    ),
+    Variable(
+        "IOC_BUS_CLAIM_IDLE_MS",
+        "30000",
+        "Pending events idle this long are claimed from a dead consumer.",
+        int,
+    ),
+    Variable("IOC_TOKEN_CACHE_S", "30", "Seconds a verified API token is cached in memory.", int),
+    Variable("IOC_LOG_LEVEL", "INFO", "Logging level."),
+)
+
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+def _read(env: Mapping[str, str], name: str) -> Any:
+    var = _BY_NAME[name]
+    raw = env.get(name, "").strip() or var.default
+    if var.kind is str:
+        return raw
+    try:
+        return var.kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a valid {var.kind.__name__}") from None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    data_dir: Path
+    cache_dir: Path
+    database_url: str
+    redis_url: str
+    http_host: str
+    http_port: int
+    http_workers: int
+    public_url: str
+    timezone: str
+    workday_end_hour: int
+    workday_end_minute: int
+    tracking_prefix: str
+    tracking_block: int
+    duplicate_radius_m: float
+    duplicate_window_min: int
+    max_attachment_bytes: int
+    max_attachments: int
+    max_body_bytes: int
+    area_provinces: tuple[str, ...]
+    area_file: str
+    open311_jurisdiction: str
+    bus_stream: str
+    bus_max_deliveries: int
+    bus_claim_idle_ms: int
+    token_cache_s: int
+    log_level: str
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+    @property
+    def attachments_dir(self) -> Path:
+        return self.data_dir / "attachments"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        source: Mapping[str, str] = os.environ if env is None else env
+
+        def g(name: str) -> Any:
+            return _read(source, name)
+
+        data_dir = Path(g("IOC_DATA_DIR")).expanduser().absolute()
+        db_url = g("IOC_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'ioc.sqlite3'}"
+        if not (db_url.startswith("sqlite") or db_url.startswith("postgresql")):
+            raise ConfigError(
+                f"IOC_DATABASE_URL must be a sqlite or postgresql URL, got {db_url!r}"
+            )
+        if db_url.startswith("postgresql://") or db_url.startswith("postgres://"):
+            # People paste libpq URLs; the async driver is the only one we ship.
+            db_url = "postgresql+asyncpg://" + db_url.split("://", 1)[1]
+        end = g("IOC_WORKDAY_END")
+        try:
+            hh, mm = (int(x) for x in end.split(":"))
+            if not (0 <= hh < 24 and 0 <= mm < 60):
+                raise ValueError
+        except ValueError:
+            raise ConfigError(f"IOC_WORKDAY_END={end!r} must be HH:MM") from None
+        port = g("IOC_HTTP_PORT")
+        if not 0 <= port < 65536:
+            raise ConfigError(f"IOC_HTTP_PORT={port} is out of range")
+        for name in ("IOC_TRACKING_BLOCK", "IOC_MAX_ATTACHMENTS", "IOC_BUS_MAX_DELIVERIES"):
+            if g(name) < 1:
+                raise ConfigError(f"{name} must be at least 1")
+        provinces = tuple(p.strip() for p in g("IOC_AREA_PROVINCES").split(",") if p.strip())
+        values: dict[str, Any] = dict(
+            data_dir=data_dir,
+            cache_dir=Path(g("IOC_CACHE_DIR")).expanduser().absolute(),
+            database_url=db_url,
+            redis_url=g("IOC_REDIS_URL"),
+            http_host=g("IOC_HTTP_HOST"),
+            http_port=port,
+            http_workers=max(0, g("IOC_HTTP_WORKERS")),
+            public_url=g("IOC_PUBLIC_URL"),
+            timezone=g("IOC_TIMEZONE"),
+            workday_end_hour=hh,
+            workday_end_minute=mm,
+            tracking_prefix=g("IOC_TRACKING_PREFIX"),
+            tracking_block=g("IOC_TRACKING_BLOCK"),
+            duplicate_radius_m=g("IOC_DUPLICATE_RADIUS_M"),
+            duplicate_window_min=g("IOC_DUPLICATE_WINDOW_MIN"),
+            max_attachment_bytes=g("IOC_MAX_ATTACHMENT_BYTES"),
+            max_attachments=g("IOC_MAX_ATTACHMENTS"),
+            max_body_bytes=g("IOC_MAX_BODY_BYTES"),
+            area_provinces=provinces,
+            area_file=g("IOC_AREA_FILE"),
+            open311_jurisdiction=g("IOC_OPEN311_JURISDICTION"),
+            bus_stream=g("IOC_BUS_STREAM"),
+            bus_max_deliveries=g("IOC_BUS_MAX_DELIVERIES"),
+            bus_claim_idle_ms=g("IOC_BUS_CLAIM_IDLE_MS"),
+            token_cache_s=g("IOC_TOKEN_CACHE_S"),
+            log_level=g("IOC_LOG_LEVEL").upper(),
+        )
+        values.update(overrides)
+        return cls(**values)
+
+    def base_url(self) -> str:
+        return self.public_url or f"http://{self.http_host}:{self.http_port}"

@@ -1,0 +1,57 @@
+"""Event names and payload schemas (versioned). `<aggregate>.<past_tense>`.
+
+Payloads never carry a reporter's identity or contact: consumers that must reach a
+reporter ask the core through `ioc_core.api`, which applies the role rules.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+INCIDENT_CREATED: Final = "incident.created"
+INCIDENT_STATE_CHANGED: Final = "incident.state_changed"
+INCIDENT_MERGED: Final = "incident.merged"
+INCIDENT_UNMERGED: Final = "incident.unmerged"
+INCIDENT_REPLY_ADDED: Final = "incident.reply_added"
+INCIDENT_NOTE_ADDED: Final = "incident.note_added"
+INCIDENT_ATTACHMENT_ADDED: Final = "incident.attachment_added"
+INCIDENT_UPDATED: Final = "incident.updated"
+INCIDENT_ESCALATED: Final = "incident.escalated"
+
+# name -> (version, keys every payload has). Tests check the services against this table.
+SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
+    INCIDENT_CREATED: (
+        1,
+        frozenset(
+            {
+                "incident_id",
+                "code",
+                "category",
+                "channel",
+                "state",
+                "priority",
+                "track",
+                "area_code",
+                "lat",
+                "lon",
+            }
+        ),
+    ),
+    INCIDENT_STATE_CHANGED: (
+        1,
+        frozenset({"incident_id", "code", "from_state", "to_state", "action", "phase", "actor"}),
+    ),
+    INCIDENT_MERGED: (
+        1,
+        frozenset({"incident_id", "code", "primary_id", "primary_code", "reporter_count"}),
+    ),
+    INCIDENT_UNMERGED: (
+        1,
+        frozenset({"incident_id", "code", "primary_id", "primary_code", "reporter_count"}),
+    ),
+    INCIDENT_REPLY_ADDED: (1, frozenset({"incident_id", "code", "entry_id"})),
+    INCIDENT_NOTE_ADDED: (1, frozenset({"incident_id", "code", "entry_id"})),
+    INCIDENT_ATTACHMENT_ADDED: (1, frozenset({"incident_id", "code", "attachment_id"})),
+    INCIDENT_UPDATED: (1, frozenset({"incident_id", "code", "fields"})),
+    INCIDENT_ESCALATED: (1, frozenset({"incident_id", "code", "escalated"})),
+}

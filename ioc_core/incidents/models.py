@@ -1,0 +1,162 @@
+"""Incident tables (EIDO-shaped): incident, reporters, replies/notes, attachments, timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ioc_core.db import Base, BigId, JSONType, UTCDateTime, new_id, utcnow
+
+
+class Incident(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    category_code: Mapped[str] = mapped_column(ForeignKey("categories.code"))
+    category_group: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    priority: Mapped[str] = mapped_column(String(16))
+    severity: Mapped[str] = mapped_column(String(16), default="unknown")
+    channel: Mapped[str] = mapped_column(String(16))
+    language: Mapped[str] = mapped_column(String(8), default="vi")
+    state: Mapped[str] = mapped_column(String(16))
+    phase: Mapped[str] = mapped_column(String(16))
+    track: Mapped[str] = mapped_column(String(16))
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    escalated: Mapped[bool] = mapped_column(Boolean, default=False)
+    lat: Mapped[float | None] = mapped_column(Float)
+    lon: Mapped[float | None] = mapped_column(Float)
+    address: Mapped[str] = mapped_column(String(500), default="")
+    area_code: Mapped[str | None] = mapped_column(ForeignKey("areas.code"))
+    agency_code: Mapped[str | None] = mapped_column(ForeignKey("agencies.code"))
+    primary_id: Mapped[str | None] = mapped_column(ForeignKey("incidents.id"))
+    merged_from_state: Mapped[str | None] = mapped_column(String(16))
+    reporter_count: Mapped[int] = mapped_column(Integer, default=1)
+    external_ref: Mapped[str | None] = mapped_column(String(100))  # e.g. a call id
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    # Head of this incident's timeline hash chain: appending needs no extra query, and
+    # `ioc audit verify` detects rows cut off the end.
+    chain_seq: Mapped[int] = mapped_column(Integer, default=0)
+    chain_head: Mapped[str] = mapped_column(String(64), default="0" * 64)
+
+    __table_args__ = (
+        Index("ix_incidents_phase_created", "phase", "created_at"),
+        # Duplicate look-up: same group, still open, recent, inside a lat/lon box.
+        Index("ix_incidents_dup", "category_group", "phase", "created_at", "lat", "lon"),
+        Index("ix_incidents_state", "state"),
+        Index("ix_incidents_agency", "agency_code", "phase"),
+        Index("ix_incidents_area", "area_code"),
+        Index("ix_incidents_primary", "primary_id"),
+        Index("ix_incidents_due", "due_at"),
+    )
+
+
+class Reporter(Base):
+    """Who reported: one row per report. Confidentiality is per report (RP-3)."""
+
+    __tablename__ = "reporters"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    phone: Mapped[str] = mapped_column(String(32), default="")
+    email: Mapped[str] = mapped_column(String(200), default="")
+    channel: Mapped[str] = mapped_column(String(16))
+    channel_user_id: Mapped[str] = mapped_column(String(200), default="")
+    confidential: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The citizen account (token subject) that filed it, for "my reports" (RP-4).
+    subject: Mapped[str] = mapped_column(String(200), default="", index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Entry(Base):
+    """A public reply (visible to the reporter and the public) or an internal note."""
+
+    __tablename__ = "incident_entries"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))  # reply | note
+    body: Mapped[str] = mapped_column(Text)
+    author: Mapped[str] = mapped_column(String(200))
+    author_role: Mapped[str] = mapped_column(String(16))
+    agency_code: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class Attachment(Base):
+    __tablename__ = "attachments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(500))  # relative to IOC_DATA_DIR/attachments
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    uploaded_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class TimelineEntry(Base):
+    """Append-only, hash-chained per incident (see incidents/audit.py)."""
+
+    __tablename__ = "timeline"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"))
+    seq: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(200))
+    actor_role: Mapped[str] = mapped_column(String(16))
+    channel: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+    __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_timeline_incident_seq"),)
+
+
+class TrackingCounter(Base):
+    __tablename__ = "tracking_counters"
+
+    prefix: Mapped[str] = mapped_column(String(16), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigId, default=0)
+
+
+class AccessLog(Base):
+    """Every time staff see a confidential reporter's identity (RP-3)."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    principal: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    incident_id: Mapped[str] = mapped_column(String(36), index=True)
+    what: Mapped[str] = mapped_column(String(64))

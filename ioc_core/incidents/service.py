@@ -1,0 +1,1034 @@
+"""Incident commands and queries. Each command is one transaction that writes the change, its
+timeline rows and its outbox events together; nothing else in the core writes incidents."""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, time, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ioc_core import events as ev
+from ioc_core.access.roles import (
+    ATTACH_ROLES,
+    CREATE_ROLES,
+    ESCALATE_ROLES,
+    MERGE_ROLES,
+    NOTE_ROLES,
+    REPLY_ROLES,
+    SYSTEM,
+    UPDATE_ROLES,
+    VISIBILITY,
+    Principal,
+    Role,
+    Scope,
+)
+from ioc_core.bus import Event
+from ioc_core.db import new_id, transaction
+from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
+from ioc_core.incidents import duplicates, lifecycle, sla
+from ioc_core.incidents.attachments import Upload, check_photo, remove_files, write_photo
+from ioc_core.incidents.audit import entry_hash, sha256_text
+from ioc_core.incidents.lifecycle import PHASE, Phase, State
+from ioc_core.incidents.models import (
+    AccessLog,
+    Attachment,
+    Entry,
+    Incident,
+    Reporter,
+    TimelineEntry,
+)
+from ioc_core.incidents.schemas import (
+    EntryIn,
+    EscalateIn,
+    LocationIn,
+    MergeIn,
+    ReportIn,
+    TransitionIn,
+    UnmergeIn,
+    UpdateIn,
+)
+from ioc_core.outbox import add_events
+
+if TYPE_CHECKING:
+    from ioc_core.runtime import Core
+
+logger = logging.getLogger(__name__)
+
+OPEN_PHASES = (Phase.OPEN.value, Phase.ACTIVE.value)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _event(name: str, inc: Incident, **payload: Any) -> Event:
+    version, _keys = ev.SCHEMAS[name]
+    return Event(
+        name=name,
+        version=version,
+        correlation_id=inc.id,
+        payload={"incident_id": inc.id, "code": inc.code, **payload},
+    )
+
+
+def _append(
+    session: AsyncSession,
+    inc: Incident,
+    *,
+    at: datetime,
+    actor: Principal,
+    channel: str,
+    kind: str,
+    from_state: str | None = None,
+    to_state: str | None = None,
+    note: str = "",
+    data: dict[str, Any] | None = None,
+) -> None:
+    """Append one hash-chained timeline row (RP-10)."""
+    fields: dict[str, Any] = dict(
+        incident_id=inc.id,
+        seq=inc.chain_seq + 1,
+        at=at,
+        actor=actor.actor,
+        actor_role=actor.role.value,
+        channel=channel,
+        kind=kind,
+        from_state=from_state,
+        to_state=to_state,
+        note=note,
+        data=data or {},
+    )
+    digest = entry_hash(inc.chain_head, fields)
+    session.add(TimelineEntry(**fields, prev_hash=inc.chain_head, hash=digest))
+    inc.chain_seq = fields["seq"]
+    inc.chain_head = digest
+    inc.updated_at = at
+    inc.version += 1
+
+
+def _set_state(inc: Incident, state: State, at: datetime) -> None:
+    inc.state = state.value
+    inc.phase = PHASE[state].value
+    if state is State.RESOLVED:
+        inc.resolved_at = at
+    if PHASE[state] is Phase.CLOSED:
+        inc.closed_at = at
+    elif PHASE[state] is not Phase.RESOLVED:
+        inc.resolved_at = None
+        inc.closed_at = None
+
+
+def _local_year(core: Core, at: datetime) -> int:
+    return at.astimezone(ZoneInfo(core.settings.timezone)).year
+
+
+def _due(core: Core, track: str, days: int | None, at: datetime) -> datetime | None:
+    if track != sla.Track.TIMED.value or days is None:
+        return None
+    s = core.settings
+    return sla.deadline(
+        at, days, tz=s.timezone, workday_end=time(s.workday_end_hour, s.workday_end_minute)
+    ).astimezone(UTC)
+
+
+def _check_scope(inc: Incident, principal: Principal) -> None:
+    """Agencies see only their own assignments; drafts are staff-only (PL-2)."""
+    scope = VISIBILITY[principal.role].scope
+    if scope is Scope.AGENCY and inc.agency_code != principal.agency_code:
+        raise NotFound("no such incident", error_id="incident-not-found")
+    if scope is not Scope.ALL and State(inc.state) not in lifecycle.PUBLIC_STATES:
+        raise NotFound("no such incident", error_id="incident-not-found")
+
+
+def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
+    if principal.role not in roles:
+        raise Forbidden(
+            f"role {principal.role.value!r} may not {what}",
+            details={"roles": sorted(r.value for r in roles)},
+        )
+
+
+async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incident:
+    """By id or tracking code; `lock` takes a row lock on PostgreSQL (SQLite serialises)."""
+    stmt = select(Incident).where(or_(Incident.id == ref, Incident.code == ref))
+    if lock:
+        stmt = stmt.with_for_update()
+    inc = (await session.scalars(stmt)).first()
+    if inc is None:
+        raise NotFound(f"no incident {ref!r}", error_id="incident-not-found")
+    return inc
+
+
+async def _check_location(core: Core, loc: LocationIn | None) -> None:
+    if loc is not None and loc.area_code:
+        await core.catalogue.check_area(loc.area_code)
+
+
+# ---------------------------------------------------------------- commands
+
+
+async def report_incident(
+    core: Core, data: ReportIn, *, principal: Principal, uploads: Sequence[Upload] = ()
+) -> Incident:
+    """A new report from any channel (RP-1, RP-2). Duplicates merge into their primary (RP-8).
+
+    Validation happens before any write; photo files are removed again if the transaction fails,
+    so a rejected report leaves no incident, no orphan file and no event.
+    """
+    _require(principal, CREATE_ROLES, "report incidents")
+    if data.draft and not (principal.is_staff or principal.role is Role.SERVICE):
+        raise Forbidden("only staff and channel services create drafts")
+    cat = await core.catalogue.category(data.category)
+    await _check_location(core, data.location)
+    if len(uploads) > core.settings.max_attachments:
+        raise ValidationFailed(
+            f"at most {core.settings.max_attachments} photos per incident",
+            error_id="too-many-attachments",
+        )
+    photos = [check_photo(u, max_bytes=core.settings.max_attachment_bytes) for u in uploads]
+
+    now = core.clock()
+    code = await core.tracking.next_code(_local_year(core, now))
+    loc = data.location or LocationIn.model_construct(
+        lat=None, lon=None, address="", area_code=None
+    )
+    state = State.DRAFT if data.draft else State.NEW
+    inc = Incident(
+        id=new_id(),
+        code=code,
+        category_code=cat.code,
+        category_group=cat.group_code,
+        title=data.title or cat.name_vi,
+        description=data.description,
+        priority=data.priority or cat.priority,
+        severity=data.severity,
+        channel=data.channel,
+        language=data.language,
+        state=state.value,
+        phase=PHASE[state].value,
+        track=cat.track,
+        due_at=_due(core, cat.track, cat.deadline_days, now),
+        escalated=cat.track == sla.Track.IMMEDIATE.value
+        and (data.priority or cat.priority) == "urgent",
+        lat=loc.lat,
+        lon=loc.lon,
+        address=loc.address,
+        area_code=loc.area_code,
+        reporter_count=1,
+        external_ref=data.external_ref,
+        created_at=now,
+        updated_at=now,
+        version=0,
+        chain_seq=0,
+        chain_head="0" * 64,
+    )
+    rep = data.reporter
+    reporter = Reporter(
+        id=new_id(),
+        incident_id=inc.id,
+        name=rep.name,
+        phone=rep.phone,
+        email=rep.email,
+        channel=data.channel,
+        channel_user_id=rep.channel_user_id,
+        confidential=rep.confidential,
+        subject=principal.subject if principal.role is Role.CITIZEN else "",
+        created_at=now,
+    )
+    root = core.settings.attachments_dir
+    written: list[str] = []
+    try:
+        rows = []
+        for p in photos:
+            rel = write_photo(root, inc.id, p)
+            written.append(rel)
+            rows.append(
+                Attachment(
+                    id=new_id(),
+                    incident_id=inc.id,
+                    filename=p.filename,
+                    content_type=p.content_type,
+                    size=p.size,
+                    sha256=p.sha256,
+                    path=rel,
+                    width=p.width,
+                    height=p.height,
+                    uploaded_by=principal.actor,
+                    created_at=now,
+                )
+            )
+        async with transaction(core.sessions) as s:
+            s.add(inc)
+            await s.flush()  # the incident row first: the others reference it
+            s.add(reporter)
+            s.add_all(rows)
+            _append(
+                s,
+                inc,
+                at=now,
+                actor=principal,
+                channel=data.channel,
+                kind="created",
+                to_state=state.value,
+                data={"category": cat.code, "attachments": len(rows)},
+            )
+            out = [
+                _event(
+                    ev.INCIDENT_CREATED,
+                    inc,
+                    category=cat.code,
+                    channel=inc.channel,
+                    state=inc.state,
+                    priority=inc.priority,
+                    track=inc.track,
+                    area_code=inc.area_code,
+                    lat=inc.lat,
+                    lon=inc.lon,
+                )
+            ]
+            if state is State.NEW and loc.has_point:
+                primary = await _find_primary(core, s, inc)
+                if primary is not None:
+                    out += _merge(
+                        s, inc, primary, at=now, actor=SYSTEM, channel=data.channel, note=""
+                    )
+            add_events(s, out)
+    except BaseException:
+        remove_files(root, written)
+        raise
+    core.relay.notify()
+    return inc
+
+
+async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident | None:
+    assert inc.lat is not None and inc.lon is not None
+    radius = core.settings.duplicate_radius_m
+    window = timedelta(minutes=core.settings.duplicate_window_min)
+    min_lat, max_lat, min_lon, max_lon = duplicates.bounding_box(inc.lat, inc.lon, radius)
+    rows = (
+        await s.execute(
+            select(
+                Incident.id,
+                Incident.category_group,
+                Incident.lat,
+                Incident.lon,
+                Incident.created_at,
+                Incident.phase,
+            )
+            .where(
+                Incident.category_group == inc.category_group,
+                Incident.phase.in_(OPEN_PHASES),
+                Incident.state != State.DRAFT.value,
+                Incident.created_at >= inc.created_at - window,
+                Incident.id != inc.id,
+                Incident.lat.between(min_lat, max_lat),
+                Incident.lon.between(min_lon, max_lon),
+            )
+            .limit(200)
+        )
+    ).all()
+    best = duplicates.pick_primary(
+        duplicates.NewReport(group=inc.category_group, lat=inc.lat, lon=inc.lon, at=inc.created_at),
+        [
+            duplicates.Candidate(
+                incident_id=r.id,
+                group=r.category_group,
+                lat=r.lat,
+                lon=r.lon,
+                created_at=r.created_at,
+                is_open=r.phase in OPEN_PHASES,
+            )
+            for r in rows
+        ],
+        radius_m=radius,
+        window=window,
+    )
+    if best is None:
+        return None
+    primary = await _load(s, best.incident_id, lock=True)
+    # Re-check under the lock: it may have closed or been merged meanwhile.
+    return primary if primary.phase in OPEN_PHASES and primary.primary_id is None else None
+
+
+def _merge(
+    s: AsyncSession,
+    inc: Incident,
+    primary: Incident,
+    *,
+    at: datetime,
+    actor: Principal,
+    channel: str,
+    note: str,
+) -> list[Event]:
+    previous = inc.state
+    inc.merged_from_state = previous
+    inc.primary_id = primary.id
+    _set_state(inc, State.MERGED, at)
+    primary.reporter_count += inc.reporter_count
+    _append(
+        s,
+        inc,
+        at=at,
+        actor=actor,
+        channel=channel,
+        kind="merged",
+        from_state=previous,
+        to_state=State.MERGED.value,
+        note=note,
+        data={"primary": primary.code},
+    )
+    _append(
+        s,
+        primary,
+        at=at,
+        actor=actor,
+        channel=channel,
+        kind="duplicate_added",
+        note=note,
+        data={"duplicate": inc.code, "reporter_count": primary.reporter_count},
+    )
+    return [
+        _event(
+            ev.INCIDENT_MERGED,
+            inc,
+            primary_id=primary.id,
+            primary_code=primary.code,
+            reporter_count=primary.reporter_count,
+        )
+    ]
+
+
+async def transition(
+    core: Core, ref: str, cmd: TransitionIn, *, principal: Principal, channel: str = "web"
+) -> Incident:
+    if cmd.action == "merge":
+        raise ValidationFailed(
+            "use the merge endpoint to merge incidents",
+            details={"field": "action"},
+            error_id="use-merge",
+        )
+    if cmd.agency:
+        await core.catalogue.check_agency(cmd.agency)
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        _check_scope(inc, principal)
+        t = lifecycle.plan(
+            State(inc.state),
+            cmd.action,
+            role=principal.role.value,
+            note=cmd.note,
+            agency=cmd.agency,
+        )
+        if t.action == "submit" and inc.lat is None and inc.area_code is None:
+            raise ValidationFailed(
+                "the draft needs a location before it is submitted",
+                details={"field": "location"},
+                error_id="location-required",
+            )
+        now = core.clock()
+        previous = inc.state
+        if t.requires_agency:
+            inc.agency_code = cmd.agency
+        if t.action == "decline":
+            inc.agency_code = None
+        _set_state(inc, t.target, now)
+        _append(
+            s,
+            inc,
+            at=now,
+            actor=principal,
+            channel=channel,
+            kind="transition",
+            from_state=previous,
+            to_state=t.target.value,
+            note=cmd.note,
+            data={"action": t.action, **({"agency": cmd.agency} if cmd.agency else {})},
+        )
+        add_events(
+            s,
+            [
+                _event(
+                    ev.INCIDENT_STATE_CHANGED,
+                    inc,
+                    from_state=previous,
+                    to_state=inc.state,
+                    action=t.action,
+                    phase=inc.phase,
+                    actor=principal.role.value,
+                    **({"agency": inc.agency_code} if inc.agency_code else {}),
+                )
+            ],
+        )
+    core.relay.notify()
+    return inc
+
+
+async def update_incident(
+    core: Core, ref: str, cmd: UpdateIn, *, principal: Principal, channel: str = "web"
+) -> Incident:
+    _require(principal, UPDATE_ROLES, "edit incidents")
+    changes = cmd.model_dump(exclude_unset=True)
+    if not changes:
+        raise ValidationFailed("nothing to update", error_id="empty-update")
+    cat = await core.catalogue.category(cmd.category) if cmd.category else None
+    await _check_location(core, cmd.location)
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        if inc.phase not in OPEN_PHASES:
+            raise Conflict(
+                f"a {inc.state} incident cannot be edited", error_id="incident-not-editable"
+            )
+        now = core.clock()
+        if cat is not None:
+            inc.category_code, inc.category_group, inc.track = cat.code, cat.group_code, cat.track
+            inc.due_at = _due(core, cat.track, cat.deadline_days, inc.created_at)
+        for name in ("title", "description", "priority", "severity"):
+            if name in changes:
+                setattr(inc, name, changes[name])
+        if cmd.location is not None:
+            loc = cmd.location
+            inc.lat, inc.lon, inc.address, inc.area_code = (
+                loc.lat,
+                loc.lon,
+                loc.address,
+                loc.area_code,
+            )
+        if cmd.reporter is not None:
+            rep = (
+                await s.scalars(
+                    select(Reporter)
+                    .where(Reporter.incident_id == inc.id)
+                    .order_by(Reporter.created_at)
+                )
+            ).first()
+            if rep is not None:
+                for k, v in cmd.reporter.model_dump(exclude_unset=True).items():
+                    setattr(rep, k, v)
+        fields = sorted(changes)
+        # The timeline records which fields changed, never reporter details themselves.
+        _append(
+            s,
+            inc,
+            at=now,
+            actor=principal,
+            channel=channel,
+            kind="updated",
+            data={"fields": fields},
+        )
+        add_events(s, [_event(ev.INCIDENT_UPDATED, inc, fields=fields)])
+    core.relay.notify()
+    return inc
+
+
+async def add_entry(
+    core: Core, ref: str, cmd: EntryIn, *, kind: str, principal: Principal, channel: str = "web"
+) -> Entry:
+    """A public reply (RP-4: shown to reporter and public) or an internal note."""
+    _require(principal, REPLY_ROLES if kind == "reply" else NOTE_ROLES, f"add a {kind}")
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        _check_scope(inc, principal)
+        now = core.clock()
+        entry = Entry(
+            id=new_id(),
+            incident_id=inc.id,
+            kind=kind,
+            body=cmd.body,
+            author=principal.name,
+            author_role=principal.role.value,
+            agency_code=principal.agency_code,
+            created_at=now,
+        )
+        s.add(entry)
+        # The chain covers the text through its digest, so an edited reply or note is
+        # detected by `ioc audit verify` without copying notes into the timeline.
+        _append(
+            s,
+            inc,
+            at=now,
+            actor=principal,
+            channel=channel,
+            kind=kind,
+            data={"entry_id": entry.id, "sha256": sha256_text(cmd.body)},
+        )
+        name = ev.INCIDENT_REPLY_ADDED if kind == "reply" else ev.INCIDENT_NOTE_ADDED
+        add_events(s, [_event(name, inc, entry_id=entry.id)])
+    core.relay.notify()
+    return entry
+
+
+async def attach(
+    core: Core, ref: str, uploads: Sequence[Upload], *, principal: Principal, channel: str = "web"
+) -> list[Attachment]:
+    _require(principal, ATTACH_ROLES, "attach photos")
+    if not uploads:
+        raise ValidationFailed(
+            "no photo in the request", details={"field": "photo"}, error_id="attachment-missing"
+        )
+    photos = [check_photo(u, max_bytes=core.settings.max_attachment_bytes) for u in uploads]
+    root = core.settings.attachments_dir
+    written: list[str] = []
+    try:
+        async with transaction(core.sessions) as s:
+            inc = await _load(s, ref, lock=True)
+            _check_scope(inc, principal)
+            if principal.role is Role.CITIZEN and not await _owns(s, inc, principal):
+                raise Forbidden("citizens add photos to their own reports only")
+            count = (
+                await s.scalar(
+                    select(func.count())
+                    .select_from(Attachment)
+                    .where(Attachment.incident_id == inc.id)
+                )
+                or 0
+            )
+            if count + len(photos) > core.settings.max_attachments:
+                raise ValidationFailed(
+                    f"at most {core.settings.max_attachments} photos per incident",
+                    details={"existing": count},
+                    error_id="too-many-attachments",
+                )
+            now = core.clock()
+            rows = []
+            for p in photos:
+                rel = write_photo(root, inc.id, p)
+                written.append(rel)
+                rows.append(
+                    Attachment(
+                        id=new_id(),
+                        incident_id=inc.id,
+                        filename=p.filename,
+                        content_type=p.content_type,
+                        size=p.size,
+                        sha256=p.sha256,
+                        path=rel,
+                        width=p.width,
+                        height=p.height,
+                        uploaded_by=principal.actor,
+                        created_at=now,
+                    )
+                )
+            s.add_all(rows)
+            for a in rows:
+                _append(
+                    s,
+                    inc,
+                    at=now,
+                    actor=principal,
+                    channel=channel,
+                    kind="attachment",
+                    data={"attachment_id": a.id, "sha256": a.sha256},
+                )
+            add_events(
+                s, [_event(ev.INCIDENT_ATTACHMENT_ADDED, inc, attachment_id=a.id) for a in rows]
+            )
+    except BaseException:
+        remove_files(root, written)
+        raise
+    core.relay.notify()
+    return rows
+
+
+async def merge(
+    core: Core, ref: str, cmd: MergeIn, *, principal: Principal, channel: str = "web"
+) -> Incident:
+    _require(principal, MERGE_ROLES, "merge incidents")
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        primary = await _load(s, cmd.primary, lock=True)
+        if primary.id == inc.id:
+            raise ValidationFailed(
+                "an incident cannot be merged into itself", error_id="merge-into-self"
+            )
+        if primary.primary_id is not None or primary.phase not in OPEN_PHASES:
+            raise Conflict(
+                f"{primary.code} is {primary.state}; merge into an open primary",
+                error_id="primary-not-open",
+            )
+        lifecycle.plan(State(inc.state), "merge", role=principal.role.value)
+        has_children = await s.scalar(
+            select(func.count()).select_from(Incident).where(Incident.primary_id == inc.id)
+        )
+        if has_children:
+            raise Conflict(
+                f"{inc.code} has duplicates merged into it; merge the other way "
+                "round or unmerge them first",
+                error_id="incident-is-primary",
+            )
+        out = _merge(
+            s, inc, primary, at=core.clock(), actor=principal, channel=channel, note=cmd.note
+        )
+        add_events(s, out)
+    core.relay.notify()
+    return inc
+
+
+async def unmerge(
+    core: Core, ref: str, cmd: UnmergeIn, *, principal: Principal, channel: str = "web"
+) -> Incident:
+    """Staff undo a merge (RP-8): the incident gets back the state it had."""
+    _require(principal, MERGE_ROLES, "unmerge incidents")
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        if inc.state != State.MERGED.value or inc.primary_id is None:
+            raise Conflict(f"{inc.code} is not merged", error_id="not-merged")
+        primary = await _load(s, inc.primary_id, lock=True)
+        now = core.clock()
+        restored = State(inc.merged_from_state or State.NEW.value)
+        _set_state(inc, restored, now)
+        inc.primary_id = None
+        inc.merged_from_state = None
+        primary.reporter_count = max(1, primary.reporter_count - inc.reporter_count)
+        _append(
+            s,
+            inc,
+            at=now,
+            actor=principal,
+            channel=channel,
+            kind="unmerged",
+            from_state=State.MERGED.value,
+            to_state=restored.value,
+            note=cmd.note,
+            data={"primary": primary.code},
+        )
+        _append(
+            s,
+            primary,
+            at=now,
+            actor=principal,
+            channel=channel,
+            kind="duplicate_removed",
+            note=cmd.note,
+            data={"duplicate": inc.code, "reporter_count": primary.reporter_count},
+        )
+        add_events(
+            s,
+            [
+                _event(
+                    ev.INCIDENT_UNMERGED,
+                    inc,
+                    primary_id=primary.id,
+                    primary_code=primary.code,
+                    reporter_count=primary.reporter_count,
+                )
+            ],
+        )
+    core.relay.notify()
+    return inc
+
+
+async def escalate(
+    core: Core, ref: str, cmd: EscalateIn, *, principal: Principal, channel: str = "web"
+) -> Incident:
+    """Immediate track: flag a hot incident for leaders (RP-5)."""
+    _require(principal, ESCALATE_ROLES, "escalate incidents")
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        if inc.track != sla.Track.IMMEDIATE.value:
+            raise Conflict(
+                "only immediate-track incidents escalate; timed ones have deadlines",
+                error_id="not-immediate",
+            )
+        inc.escalated = cmd.escalated
+        _append(
+            s,
+            inc,
+            at=core.clock(),
+            actor=principal,
+            channel=channel,
+            kind="escalation",
+            note=cmd.note,
+            data={"escalated": cmd.escalated},
+        )
+        add_events(s, [_event(ev.INCIDENT_ESCALATED, inc, escalated=cmd.escalated)])
+    core.relay.notify()
+    return inc
+
+
+# ---------------------------------------------------------------- queries
+
+
+@dataclass
+class Detail:
+    incident: Incident
+    reporters: list[Reporter]
+    entries: list[Entry]
+    attachments: list[Attachment]
+    duplicates: list[Incident]
+    primary: Incident | None
+    own: bool
+
+
+async def _owns(s: AsyncSession, inc: Incident, principal: Principal) -> bool:
+    if principal.role is not Role.CITIZEN or not principal.subject:
+        return False
+    n = await s.scalar(
+        select(func.count())
+        .select_from(Reporter)
+        .where(Reporter.incident_id == inc.id, Reporter.subject == principal.subject)
+    )
+    return bool(n)
+
+
+async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        _check_scope(inc, principal)
+        reporters = list(
+            (
+                await s.scalars(
+                    select(Reporter)
+                    .where(Reporter.incident_id == inc.id)
+                    .order_by(Reporter.created_at)
+                )
+            ).all()
+        )
+        entries = list(
+            (
+                await s.scalars(
+                    select(Entry).where(Entry.incident_id == inc.id).order_by(Entry.created_at)
+                )
+            ).all()
+        )
+        attachments = list(
+            (
+                await s.scalars(
+                    select(Attachment)
+                    .where(Attachment.incident_id == inc.id)
+                    .order_by(Attachment.created_at)
+                )
+            ).all()
+        )
+        dups = list(
+            (
+                await s.scalars(
+                    select(Incident)
+                    .where(Incident.primary_id == inc.id)
+                    .order_by(Incident.created_at)
+                )
+            ).all()
+        )
+        primary = await s.get(Incident, inc.primary_id) if inc.primary_id else None
+        own = (
+            any(r.subject and r.subject == principal.subject for r in reporters)
+            if principal.role is Role.CITIZEN
+            else False
+        )
+    return Detail(inc, reporters, entries, attachments, dups, primary, own)
+
+
+async def log_confidential_access(
+    core: Core, incident_ids: Sequence[str], *, principal: Principal, what: str
+) -> None:
+    """RP-3: every time staff are shown a confidential reporter, it is recorded."""
+    if not incident_ids:
+        return
+    async with transaction(core.sessions) as s:
+        s.add_all(
+            AccessLog(
+                principal=principal.actor,
+                role=principal.role.value,
+                incident_id=i,
+                what=what,
+                at=core.clock(),
+            )
+            for i in incident_ids
+        )
+
+
+async def reporters_to_notify(core: Core, ref: str) -> list[Reporter]:
+    """Reporters of an incident and of every duplicate merged into it (RP-8, RP-9)."""
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        ids = [
+            inc.id,
+            *(await s.scalars(select(Incident.id).where(Incident.primary_id == inc.id))).all(),
+        ]
+        return list(
+            (
+                await s.scalars(
+                    select(Reporter)
+                    .where(Reporter.incident_id.in_(ids))
+                    .order_by(Reporter.created_at)
+                )
+            ).all()
+        )
+
+
+async def get_attachment(
+    core: Core, ref: str, attachment_id: str, *, principal: Principal
+) -> Attachment:
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        _check_scope(inc, principal)
+        att = await s.get(Attachment, attachment_id)
+        if att is None or att.incident_id != inc.id:
+            raise NotFound("no such attachment", error_id="attachment-not-found")
+        return att
+
+
+async def get_timeline(core: Core, ref: str, *, principal: Principal) -> list[TimelineEntry]:
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        _check_scope(inc, principal)
+        return list(
+            (
+                await s.scalars(
+                    select(TimelineEntry)
+                    .where(TimelineEntry.incident_id == inc.id)
+                    .order_by(TimelineEntry.seq)
+                )
+            ).all()
+        )
+
+
+@dataclass(kw_only=True)
+class ListFilter:
+    state: list[str] = field(default_factory=list)
+    phase: list[str] = field(default_factory=list)
+    category: str | None = None
+    group: str | None = None
+    channel: str | None = None
+    area: str | None = None
+    agency: str | None = None
+    priority: str | None = None
+    track: str | None = None
+    overdue: bool | None = None
+    escalated: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    mine: bool = False
+    code: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    order: str = "desc"
+
+
+def encode_cursor(inc: Incident) -> str:
+    raw = f"{inc.created_at.isoformat()}|{inc.id}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, ident = raw.split("|", 1)
+        return datetime.fromisoformat(at), ident
+    except Exception:
+        raise ValidationFailed(
+            "cursor is not one this server issued",
+            details={"field": "cursor"},
+            error_id="bad-cursor",
+        ) from None
+
+
+def _filtered(
+    f: ListFilter, principal: Principal, area_codes: Sequence[str] | None, now: datetime
+) -> Select[Incident]:
+    stmt = select(Incident)
+    vis = VISIBILITY[principal.role]
+    if vis.scope is Scope.AGENCY:
+        stmt = stmt.where(Incident.agency_code == principal.agency_code)
+    if vis.scope is not Scope.ALL:
+        stmt = stmt.where(Incident.state.notin_([State.DRAFT.value, State.CANCELLED.value]))
+    if f.mine:
+        stmt = stmt.where(
+            Incident.id.in_(
+                select(Reporter.incident_id).where(Reporter.subject == principal.subject)
+            )
+        )
+    if f.state:
+        stmt = stmt.where(Incident.state.in_(f.state))
+    if f.phase:
+        stmt = stmt.where(Incident.phase.in_(f.phase))
+    for col, value in (
+        (Incident.category_code, f.category),
+        (Incident.category_group, f.group),
+        (Incident.channel, f.channel),
+        (Incident.agency_code, f.agency),
+        (Incident.priority, f.priority),
+        (Incident.track, f.track),
+        (Incident.code, f.code),
+    ):
+        if value:
+            stmt = stmt.where(col == value)
+    if area_codes is not None:
+        stmt = stmt.where(Incident.area_code.in_(area_codes))
+    if f.escalated is not None:
+        stmt = stmt.where(Incident.escalated.is_(f.escalated))
+    if f.overdue is not None:
+        overdue = and_(
+            Incident.due_at.is_not(None), Incident.due_at < now, Incident.phase.in_(OPEN_PHASES)
+        )
+        stmt = stmt.where(overdue if f.overdue else ~overdue)
+    if f.since:
+        stmt = stmt.where(Incident.created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(Incident.created_at < f.until)
+    if f.q:
+        like = f"%{f.q}%"
+        stmt = stmt.where(
+            or_(
+                Incident.title.ilike(like),
+                Incident.description.ilike(like),
+                Incident.address.ilike(like),
+                Incident.code.ilike(like),
+            )
+        )
+    return stmt
+
+
+async def list_incidents(
+    core: Core, f: ListFilter, *, principal: Principal, with_total: bool = False
+) -> tuple[list[Incident], str | None, int | None]:
+    """Keyset pagination on (created_at, id): stable under concurrent inserts."""
+    if f.mine and not principal.subject:
+        raise ValidationFailed("mine=true needs a citizen token", error_id="mine-needs-citizen")
+    area_codes = await core.catalogue.area_subtree(f.area) if f.area else None
+    stmt = _filtered(f, principal, area_codes, core.clock())
+    async with core.sessions() as s:
+        total = None
+        if with_total:
+            total = int(await s.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+        desc = f.order != "asc"
+        if f.cursor:
+            at, ident = _decode_cursor(f.cursor)
+            key = (Incident.created_at, Incident.id)
+            stmt = stmt.where(
+                or_(key[0] < at, and_(key[0] == at, key[1] < ident))
+                if desc
+                else or_(key[0] > at, and_(key[0] == at, key[1] > ident))
+            )
+        order = (
+            (Incident.created_at.desc(), Incident.id.desc())
+            if desc
+            else (Incident.created_at.asc(), Incident.id.asc())
+        )
+        rows = list((await s.scalars(stmt.order_by(*order).limit(f.limit + 1))).all())
+    more = len(rows) > f.limit
+    rows = rows[: f.limit]
+    return rows, (encode_cursor(rows[-1]) if more and rows else None), total
+
+
+async def reporters_for(core: Core, incident_ids: Sequence[str]) -> dict[str, list[Reporter]]:
+    if not incident_ids:
+        return {}
+    async with core.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(Reporter)
+                .where(Reporter.incident_id.in_(incident_ids))
+                .order_by(Reporter.created_at)
+            )
+        ).all()
+    out: dict[str, list[Reporter]] = {}
+    for r in rows:
+        out.setdefault(r.incident_id, []).append(r)
+    return out

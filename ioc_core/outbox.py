@@ -1,0 +1,167 @@
+"""Transactional outbox and its relay; idempotent-consumer bookkeeping.
+
+A service writes its change and the outbox rows in one transaction, so an event exists if and
+only if the change committed. The relay publishes rows in id order and marks them; if it dies
+between publishing and marking, rows are published again (consumers dedupe on `event_id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Index, String, delete, func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ioc_core.bus import Bus, Event
+from ioc_core.db import Base, BigId, JSONType, UTCDateTime, utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxRow(Base):
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(36), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    event: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_outbox_unpublished", "published_at", "id"),)
+
+
+class ConsumedEvent(Base):
+    __tablename__ = "consumed_events"
+
+    consumer: Mapped[str] = mapped_column(String(64), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+def add_events(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Stage events in the caller's transaction."""
+    session.add_all(
+        OutboxRow(event_id=e.event_id, name=e.name, event=e.to_dict(), created_at=e.occurred_at)
+        for e in events
+    )
+
+
+async def first_time(session: AsyncSession, consumer: str, event_id: str) -> bool:
+    """Mark `event_id` consumed by `consumer` in the caller's transaction.
+
+    True when this is the first delivery: apply the effect in the same transaction. False on a
+    redelivery: skip it. Commit makes the mark and the effect durable together.
+    """
+    ins = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    result = await session.execute(
+        ins(ConsumedEvent)
+        .values(consumer=consumer, event_id=event_id, at=utcnow())
+        .on_conflict_do_nothing()
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+class Relay:
+    """Publishes the outbox to the bus. Woken by `notify()` after commits, else it polls."""
+
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: Bus,
+        batch: int = 500,
+        poll_s: float = 0.5,
+        retention: timedelta = timedelta(days=7),
+    ) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self._batch = batch
+        self._poll_s = poll_s
+        self._retention = retention
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_purge = utcnow()
+        self.published = 0
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.drain()  # whatever committed before shutdown still goes out
+
+    async def _run(self) -> None:
+        backoff = 0.5
+        while True:
+            try:
+                sent = await self.publish_batch()
+                backoff = 0.5
+                if sent >= self._batch:
+                    continue
+                if utcnow() - self._last_purge > timedelta(hours=1):
+                    await self.purge()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_s)
+                self._wake.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("outbox relay failed; retrying in %.1fs", backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 10.0)
+
+    async def publish_batch(self) -> int:
+        async with self._sessions() as session, session.begin():
+            stmt = (
+                select(OutboxRow.id, OutboxRow.event)
+                .where(OutboxRow.published_at.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(self._batch)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                # Several relays (one per process) may run: each takes rows nobody holds.
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).all()
+            if not rows:
+                return 0
+            await self._bus.publish([Event.from_dict(r.event) for r in rows])
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_([r.id for r in rows]))
+                .values(published_at=utcnow())
+            )
+        self.published += len(rows)
+        return len(rows)
+
+    async def drain(self) -> None:
+        while await self.publish_batch():
+            pass
+
+    async def purge(self) -> None:
+        cutoff = utcnow() - self._retention
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(OutboxRow).where(OutboxRow.published_at < cutoff))
+        self._last_purge = utcnow()
+
+    async def backlog(self) -> int:
+        async with self._sessions() as session:
+            n = await session.scalar(
+                select(func.count()).select_from(OutboxRow).where(OutboxRow.published_at.is_(None))
+            )
+        return int(n or 0)

@@ -1,0 +1,338 @@
+"""REST API under /api/v1: incidents, categories, areas, agencies."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import Field
+
+from ioc_core.catalogue import service as catalogue
+from ioc_core.catalogue.service import CategoryInfo
+from ioc_core.errors import MalformedRequest, NotFound, ValidationFailed
+from ioc_core.http import json_response, parse_model, read_model
+from ioc_core.i18n import both
+from ioc_core.incidents import service as incidents
+from ioc_core.incidents import views
+from ioc_core.incidents.schemas import (
+    EntryIn,
+    EscalateIn,
+    MergeIn,
+    ReportIn,
+    Strict,
+    TransitionIn,
+    UnmergeIn,
+    UpdateIn,
+)
+from ioc_core.web.auth import principal_of
+from ioc_core.web.forms import parse_query, read_multipart
+from ioc_core.web.keys import CORE
+
+routes = web.RouteTableDef()
+API = "/api/v1"
+
+
+class ListQuery(Strict):
+    state: list[str] = Field(default_factory=list)
+    phase: list[Literal["open", "active", "resolved", "closed"]] = Field(default_factory=list)
+    category: str | None = Field(default=None, max_length=64)
+    group: str | None = Field(default=None, max_length=64)
+    channel: str | None = Field(default=None, max_length=16)
+    area: str | None = Field(default=None, max_length=32)
+    agency: str | None = Field(default=None, max_length=32)
+    priority: str | None = Field(default=None, max_length=16)
+    track: Literal["timed", "immediate"] | None = None
+    overdue: bool | None = None
+    escalated: bool | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = Field(default=None, max_length=200)
+    mine: bool = False
+    code: str | None = Field(default=None, max_length=32)
+    limit: int = Field(default=50, ge=1, le=500)
+    cursor: str | None = Field(default=None, max_length=200)
+    order: Literal["asc", "desc"] = "desc"
+    total: bool = False
+
+
+class AreaQuery(Strict):
+    parent: str | None = Field(default=None, max_length=32)
+    q: str | None = Field(default=None, max_length=100)
+    limit: int = Field(default=100, ge=1, le=1000)
+    offset: int = Field(default=0, ge=0)
+
+
+def _category(c: CategoryInfo) -> dict[str, Any]:
+    return {
+        "code": c.code,
+        "parent": c.parent_code,
+        "group": c.group_code,
+        "name": {"vi": c.name_vi, "en": c.name_en},
+        "track": c.track,
+        "track_label": both(f"track.{c.track}"),
+        "deadline_days": c.deadline_days,
+        "priority": c.priority,
+    }
+
+
+@routes.get(f"{API}/categories")
+async def list_categories(request: web.Request) -> web.Response:
+    cats = await request.app[CORE].catalogue.categories()
+    return json_response({"items": [_category(c) for c in cats]})
+
+
+@routes.get(f"{API}/categories/{{code}}")
+async def get_category(request: web.Request) -> web.Response:
+    try:
+        cat = await request.app[CORE].catalogue.category(request.match_info["code"])
+    except ValidationFailed:
+        raise NotFound(
+            f"no category {request.match_info['code']!r}", error_id="category-not-found"
+        ) from None
+    return json_response(_category(cat))
+
+
+@routes.get(f"{API}/areas")
+async def list_areas(request: web.Request) -> web.Response:
+    q: AreaQuery = parse_query(request, AreaQuery)
+    async with request.app[CORE].sessions() as s:
+        rows, total = await catalogue.list_areas(
+            s, parent=q.parent, q=q.q, limit=q.limit, offset=q.offset
+        )
+    return json_response(
+        {
+            "total": total,
+            "items": [
+                {
+                    "code": a.code,
+                    "parent": a.parent_code,
+                    "level": a.level,
+                    "kind": a.kind,
+                    "name": a.name,
+                }
+                for a in rows
+            ],
+        }
+    )
+
+
+@routes.get(f"{API}/areas/{{code}}")
+async def get_area(request: web.Request) -> web.Response:
+    async with request.app[CORE].sessions() as s:
+        a = await catalogue.get_area(s, request.match_info["code"])
+    return json_response(
+        {"code": a.code, "parent": a.parent_code, "level": a.level, "kind": a.kind, "name": a.name}
+    )
+
+
+@routes.get(f"{API}/agencies")
+async def list_agencies(request: web.Request) -> web.Response:
+    async with request.app[CORE].sessions() as s:
+        rows = await catalogue.list_agencies(s)
+    return json_response(
+        {
+            "items": [
+                {
+                    "code": a.code,
+                    "name": {"vi": a.name_vi, "en": a.name_en},
+                    "kind": a.kind,
+                    "area_code": a.area_code,
+                }
+                for a in rows
+                if a.active
+            ]
+        }
+    )
+
+
+# ------------------------------------------------------------------ incidents
+
+
+async def _detail_response(request: web.Request, ref: str, status: int = 200) -> web.Response:
+    core = request.app[CORE]
+    principal = await principal_of(request)
+    d = await incidents.get_detail(core, ref, principal=principal)
+    out = views.render_detail(
+        incident=d.incident,
+        reporters=d.reporters,
+        entries=d.entries,
+        attachments=d.attachments,
+        duplicates=d.duplicates,
+        primary=d.primary,
+        own=d.own,
+        principal=principal,
+        now=core.clock(),
+    )
+    await incidents.log_confidential_access(
+        core, out.revealed, principal=principal, what="incident"
+    )
+    return json_response(out.body, status=status)
+
+
+@routes.post(f"{API}/incidents")
+async def create_incident(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    principal = await principal_of(request)
+    if request.content_type == "multipart/form-data":
+        fields, uploads = await read_multipart(request, max_file=core.settings.max_attachment_bytes)
+        if "report" not in fields:
+            raise ValidationFailed(
+                "multipart body needs a 'report' part with the JSON report",
+                details={"field": "report"},
+            )
+        try:
+            raw = json.loads(fields["report"])
+        except json.JSONDecodeError as exc:
+            raise MalformedRequest(
+                f"malformed JSON in 'report': {exc.msg}", error_id="malformed-json"
+            ) from None
+        unknown = sorted(set(fields) - {"report"})
+        if unknown:
+            raise ValidationFailed(
+                f"unknown form fields: {', '.join(unknown)}",
+                details={"errors": [{"field": f, "problem": "unknown field"} for f in unknown]},
+            )
+        data = parse_model(ReportIn, raw)
+    else:
+        data, uploads = await read_model(request, ReportIn), []
+    inc = await incidents.report_incident(core, data, principal=principal, uploads=uploads)
+    return await _detail_response(request, inc.id, status=201)
+
+
+@routes.get(f"{API}/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    principal = await principal_of(request)
+    q: ListQuery = parse_query(request, ListQuery, multi=frozenset({"state", "phase"}))
+    f = incidents.ListFilter(**q.model_dump(exclude={"total"}))
+    rows, cursor, total = await incidents.list_incidents(
+        core, f, principal=principal, with_total=q.total
+    )
+    now = core.clock()
+    body: dict[str, Any] = {
+        "items": [views.render_summary(i, principal, now) for i in rows],
+        "next_cursor": cursor,
+    }
+    if total is not None:
+        body["total"] = total
+    return json_response(body)
+
+
+@routes.get(f"{API}/incidents/{{ref}}")
+async def get_incident(request: web.Request) -> web.Response:
+    return await _detail_response(request, request.match_info["ref"])
+
+
+@routes.patch(f"{API}/incidents/{{ref}}")
+async def update_incident(request: web.Request) -> web.Response:
+    cmd = await read_model(request, UpdateIn)
+    inc = await incidents.update_incident(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return await _detail_response(request, inc.id)
+
+
+@routes.post(f"{API}/incidents/{{ref}}/transitions")
+async def transition(request: web.Request) -> web.Response:
+    cmd = await read_model(request, TransitionIn)
+    inc = await incidents.transition(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return await _detail_response(request, inc.id)
+
+
+async def _entry(request: web.Request, kind: str) -> web.Response:
+    cmd = await read_model(request, EntryIn)
+    entry = await incidents.add_entry(
+        request.app[CORE],
+        request.match_info["ref"],
+        cmd,
+        kind=kind,
+        principal=await principal_of(request),
+    )
+    return json_response(
+        {
+            "id": entry.id,
+            "kind": entry.kind,
+            "body": entry.body,
+            "created_at": entry.created_at.isoformat(),
+        },
+        status=201,
+    )
+
+
+@routes.post(f"{API}/incidents/{{ref}}/replies")
+async def add_reply(request: web.Request) -> web.Response:
+    return await _entry(request, "reply")
+
+
+@routes.post(f"{API}/incidents/{{ref}}/notes")
+async def add_note(request: web.Request) -> web.Response:
+    return await _entry(request, "note")
+
+
+@routes.post(f"{API}/incidents/{{ref}}/attachments")
+async def add_attachments(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    principal = await principal_of(request)
+    fields, uploads = await read_multipart(request, max_file=core.settings.max_attachment_bytes)
+    if fields:
+        raise ValidationFailed(
+            f"unknown form fields: {', '.join(sorted(fields))}",
+            details={"errors": [{"field": f, "problem": "unknown field"} for f in sorted(fields)]},
+        )
+    await incidents.attach(core, request.match_info["ref"], uploads, principal=principal)
+    return await _detail_response(request, request.match_info["ref"], status=201)
+
+
+@routes.get(f"{API}/incidents/{{ref}}/attachments/{{attachment_id}}")
+async def get_attachment(request: web.Request) -> web.StreamResponse:
+    core = request.app[CORE]
+    att = await incidents.get_attachment(
+        core,
+        request.match_info["ref"],
+        request.match_info["attachment_id"],
+        principal=await principal_of(request),
+    )
+    return web.FileResponse(
+        core.settings.attachments_dir / att.path,
+        headers={"Content-Type": att.content_type, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+@routes.post(f"{API}/incidents/{{ref}}/merge")
+async def merge(request: web.Request) -> web.Response:
+    cmd = await read_model(request, MergeIn)
+    inc = await incidents.merge(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return await _detail_response(request, inc.id)
+
+
+@routes.post(f"{API}/incidents/{{ref}}/unmerge")
+async def unmerge(request: web.Request) -> web.Response:
+    cmd = await read_model(request, UnmergeIn)
+    inc = await incidents.unmerge(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return await _detail_response(request, inc.id)
+
+
+@routes.post(f"{API}/incidents/{{ref}}/escalation")
+async def escalation(request: web.Request) -> web.Response:
+    cmd = await read_model(request, EscalateIn)
+    inc = await incidents.escalate(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return await _detail_response(request, inc.id)
+
+
+@routes.get(f"{API}/incidents/{{ref}}/timeline")
+async def timeline(request: web.Request) -> web.Response:
+    principal = await principal_of(request)
+    rows = await incidents.get_timeline(
+        request.app[CORE], request.match_info["ref"], principal=principal
+    )
+    return json_response({"items": views.render_timeline(rows, principal)})

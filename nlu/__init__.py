@@ -1,0 +1,1 @@
+"""nlu package — see ARCHITECTURE.md; filled by later issues."""

@@ -1,0 +1,1 @@
+"""telephony package — see ARCHITECTURE.md; filled by later issues."""
