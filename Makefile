@@ -1,0 +1,35 @@
+# IOC Hub — the two commands of the README's quick start, and a few helpers.
+#   make run    set up .venv (and whatever the hub needs), start it on the embedded default
+#   make test   set up, start what the tests need, run the whole suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+# The venv is rebuilt when the pinned requirements or the project metadata change.
+REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(REQ_HASH)
+PYTEST_ARGS ?=
+
+.PHONY: run test setup services lint bench clean
+
+$(STAMP):
+	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
+
+setup: $(STAMP)
+
+run: setup
+	$(VENV)/bin/ioc run
+
+services:
+	scripts/ensure-services.sh
+
+test: setup services
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check . && $(VENV)/bin/mypy && $(VENV)/bin/lint-imports
+
+bench: setup services
+	$(VENV)/bin/python -m bench.reports
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
