@@ -105,19 +105,25 @@ def _sqlite_pragmas(engine: AsyncEngine) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # pysqlite's deferred BEGIN lets two writers both read, then one fails on upgrade to
-        # a write lock; BEGIN IMMEDIATE takes the write lock up front (services write anyway).
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # pysqlite's deferred BEGIN lets two writers both read, then one fails on upgrading
+        # to a write lock. Write transactions (see `transaction`) take the lock up front with
+        # BEGIN IMMEDIATE; reads stay deferred so they never wait for a writer (WAL).
+        write = conn.get_execution_options().get(WRITE_OPTION)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
 
 
+WRITE_OPTION = "ioc_write"
+
+
 @asynccontextmanager
 async def transaction(sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
-    """One unit of work: commit on success, roll back on any exception."""
+    """One unit of work that writes: commit on success, roll back on any exception."""
     async with sessions() as session, session.begin():
+        await session.connection(execution_options={WRITE_OPTION: True})
         yield session
 
 

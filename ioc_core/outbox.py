@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ioc_core.bus import Bus, Event
-from ioc_core.db import Base, BigId, JSONType, UTCDateTime, utcnow
+from ioc_core.db import Base, BigId, JSONType, UTCDateTime, transaction, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class Relay:
                 backoff = min(backoff * 2, 10.0)
 
     async def publish_batch(self) -> int:
-        async with self._sessions() as session, session.begin():
+        async with transaction(self._sessions) as session:
             stmt = (
                 select(OutboxRow.id, OutboxRow.event)
                 .where(OutboxRow.published_at.is_(None))
@@ -155,7 +155,7 @@ class Relay:
 
     async def purge(self) -> None:
         cutoff = utcnow() - self._retention
-        async with self._sessions() as session, session.begin():
+        async with transaction(self._sessions) as session:
             await session.execute(delete(OutboxRow).where(OutboxRow.published_at < cutoff))
         self._last_purge = utcnow()
 

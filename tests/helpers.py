@@ -18,12 +18,12 @@ from ioc_core.runtime import Core
 async def wait_until(
     predicate: Callable[[], Awaitable[Any] | Any],
     *,
-    timeout: float = 5.0,
+    within: float = 5.0,
     interval: float = 0.02,
     what: str = "condition",
 ) -> Any:
-    """Poll until `predicate` returns something truthy; fail with `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
+    """Poll until `predicate` returns something truthy; fail with `what` after `within` seconds."""
+    deadline = time.monotonic() + within
     while True:
         value = predicate()
         if asyncio.iscoroutine(value):
@@ -31,7 +31,7 @@ async def wait_until(
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {within}s waiting for {what}")
         await asyncio.sleep(interval)
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ioc_core.access.models import ApiToken
 from ioc_core.access.roles import Principal, Role
-from ioc_core.catalogue.models import Agency
+from ioc_core.catalogue.service import agency_exists
 from ioc_core.db import utcnow
 from ioc_core.errors import Unauthorized, ValidationFailed
 
@@ -42,7 +42,7 @@ async def create_token(
         raise ValidationFailed("the public role needs no token")
     if (r is Role.AGENCY) != bool(agency_code):
         raise ValidationFailed("an agency token needs --agency, and only agency tokens take it")
-    if agency_code and await session.get(Agency, agency_code) is None:
+    if agency_code and not await agency_exists(session, agency_code):
         raise ValidationFailed(f"unknown agency {agency_code!r}")
     if r is Role.CITIZEN and not subject:
         subject = f"citizen:{name}"

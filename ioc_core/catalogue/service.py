@@ -197,3 +197,7 @@ async def get_area(session: AsyncSession, code: str) -> Area:
 
 async def list_agencies(session: AsyncSession) -> list[Agency]:
     return list((await session.scalars(select(Agency).order_by(Agency.code))).all())
+
+
+async def agency_exists(session: AsyncSession, code: str) -> bool:
+    return await session.get(Agency, code) is not None

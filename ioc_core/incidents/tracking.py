@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ioc_core.db import transaction
 from ioc_core.incidents.models import TrackingCounter
 
 
@@ -45,7 +46,7 @@ class TrackingAllocator:
     async def _reserve(self, year: int) -> int:
         """Returns the last number of a freshly reserved block."""
         for _ in range(3):
-            async with self._sessions() as session, session.begin():
+            async with transaction(self._sessions) as session:
                 row = await session.execute(
                     update(TrackingCounter)
                     .where(TrackingCounter.prefix == self._prefix, TrackingCounter.year == year)
@@ -56,7 +57,7 @@ class TrackingAllocator:
                 if value is not None:
                     return int(value)
             try:
-                async with self._sessions() as session, session.begin():
+                async with transaction(self._sessions) as session:
                     session.add(TrackingCounter(prefix=self._prefix, year=year, value=self._block))
                 return self._block
             except IntegrityError:
