@@ -125,6 +125,30 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- admin commands
 
 
+def cmd_setup(args: argparse.Namespace) -> int:
+    """Prepare what `ioc run` needs. Heavy artefacts (added by the telephony, speech and NLU
+    roles) are built into IOC_CACHE_DIR through `ioc_core.artifacts.ArtifactCache`."""
+    from ioc_core.runtime import prepare_database
+
+    settings = _settings(args)
+    _logging(settings)
+    settings.attachments_dir.mkdir(parents=True, exist_ok=True)
+    settings.cache_dir.mkdir(parents=True, exist_ok=True)
+    counts = asyncio.run(prepare_database(settings))
+    print(
+        json.dumps(
+            {
+                "data_dir": str(settings.data_dir),
+                "cache_dir": str(settings.cache_dir),
+                "database": "sqlite" if settings.embedded_database else "postgresql",
+                "catalogue_loaded": counts,
+            },
+            ensure_ascii=False,
+        )
+    )
+    return 0
+
+
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from ioc_core.runtime import prepare_database
 
@@ -221,6 +245,10 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, help="HTTP port (default IOC_HTTP_PORT or 8080)")
     run.add_argument("--workers", type=int, help="HTTP worker processes (IOC_HTTP_WORKERS)")
     run.set_defaults(fn=cmd_run)
+
+    setup = sub.add_parser("setup", help="prepare data, database and cached artefacts")
+    setup.add_argument("--role", choices=["all", "core"], default="all")
+    setup.set_defaults(fn=cmd_setup)
 
     dbp = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
     dbp.add_parser("upgrade", help="migrate to the latest schema").set_defaults(fn=cmd_db_upgrade)

@@ -107,20 +107,20 @@ class Catalogue:
         self._categories: dict[str, CategoryInfo] = {}
         self._areas: set[str] = set()
         self._children: dict[str, list[str]] = {}
-        self._agencies: set[str] = set()
+        self._agencies: dict[str, tuple[str, str]] = {}  # code -> (name_vi, name_en)
 
     async def refresh(self) -> None:
         async with self._sessions() as s:
             cats = (await s.scalars(select(Category))).all()
             areas = (await s.execute(select(Area.code, Area.parent_code))).all()
-            agencies = (await s.scalars(select(Agency.code))).all()
+            agencies = (await s.execute(select(Agency.code, Agency.name_vi, Agency.name_en))).all()
         self._categories = {c.code: category_info(c) for c in cats}
         self._areas = {code for code, _ in areas}
         self._children = {}
         for code, parent in areas:
             if parent:
                 self._children.setdefault(parent, []).append(code)
-        self._agencies = set(agencies)
+        self._agencies = {code: (vi, en) for code, vi, en in agencies}
         self._loaded_at = time.monotonic()
 
     async def _fresh(self) -> None:
@@ -160,6 +160,11 @@ class Catalogue:
             out.append(c)
             stack.extend(self._children.get(c, ()))
         return out
+
+    async def agency_name(self, code: str, lang: str = "vi") -> str:
+        await self._fresh()
+        vi, en = self._agencies.get(code, (code, code))
+        return vi if lang == "vi" else en
 
     async def check_agency(self, code: str) -> None:
         await self._fresh()

@@ -164,13 +164,16 @@ async def _request_record(
         if d.attachments
         else None
     )
-    agency = None
-    if inc.agency_code:
-        agency = inc.agency_code
+    agency = await core.catalogue.agency_name(inc.agency_code, lang) if inc.agency_code else None
+    # A merged duplicate follows its primary: that is where the work happens.
+    followed = d.primary or inc
+    notes = replies[-1].body if replies else t(f"state.{inc.state}", lang)
+    if d.primary is not None:
+        notes = f"{notes}: {d.primary.code}"
     return {
         "service_request_id": inc.code,
-        "status": _status(inc),
-        "status_notes": replies[-1].body if replies else t(f"state.{inc.state}", lang),
+        "status": _status(followed),
+        "status_notes": notes,
         "service_name": cat.name_vi if lang == "vi" else cat.name_en,
         "service_code": inc.category_code,
         "description": inc.description or inc.title,

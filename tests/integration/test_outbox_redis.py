@@ -72,10 +72,8 @@ async def test_reports_reach_a_redis_consumer_exactly_once(
 
     async def drained() -> bool:
         health.update(await core.bus.health())
-        return (
-            health["groups"]["test-notifier"]["pending"] == 0
-            and health["groups"]["test-notifier"]["lag"] == 0
-        )
+        group = health["groups"]["test-notifier"]
+        return bool(group["pending"] == 0 and group["lag"] == 0)
 
     await wait_until(drained, within=10, what="the redelivered batch to be handled")
     assert len(applied) == 20

@@ -1,0 +1,174 @@
+"""`CoreApi`: commands that need an answer, for packages outside the core."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+
+from ioc_core.access.roles import Principal
+from ioc_core.errors import IocError
+from ioc_core.http import parse_model
+from ioc_core.incidents import service, views
+from ioc_core.incidents.attachments import Upload
+from ioc_core.incidents.schemas import EntryIn, ReportIn, TransitionIn
+from ioc_core.runtime import Core
+
+
+class CoreApiError(Exception):
+    """The core refused a command; `error_id` and `status` say why (same as the REST API)."""
+
+    def __init__(self, status: int, error_id: str, message: str, details: Any = None) -> None:
+        super().__init__(f"{status} {error_id}: {message}")
+        self.status, self.error_id, self.message, self.details = status, error_id, message, details
+
+
+class CoreApi(Protocol):
+    async def report_incident(
+        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+    ) -> dict[str, Any]: ...
+
+    async def get_incident(self, ref: str) -> dict[str, Any]: ...
+
+    async def transition(
+        self, ref: str, action: str, *, note: str = "", agency: str | None = None
+    ) -> dict[str, Any]: ...
+
+    async def add_reply(self, ref: str, body: str) -> dict[str, Any]: ...
+
+
+class InProcessCoreApi:
+    """Calls the service layer directly, as `principal`."""
+
+    def __init__(self, *, core: Core, principal: Principal) -> None:
+        self._core = core
+        self._principal = principal
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except IocError as err:
+            raise CoreApiError(err.status, err.error_id, err.message, err.details) from err
+
+    async def report_incident(
+        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+    ) -> dict[str, Any]:
+        async def go() -> dict[str, Any]:
+            data = parse_model(ReportIn, dict(report))
+            inc = await service.report_incident(
+                self._core,
+                data,
+                principal=self._principal,
+                uploads=[Upload(filename=n, data=b) for n, b in photos],
+            )
+            return await self.get_incident(inc.id)
+
+        result: dict[str, Any] = await self._call(go())
+        return result
+
+    async def get_incident(self, ref: str) -> dict[str, Any]:
+        async def go() -> dict[str, Any]:
+            d = await service.get_detail(self._core, ref, principal=self._principal)
+            out = views.render_detail(
+                incident=d.incident,
+                reporters=d.reporters,
+                entries=d.entries,
+                attachments=d.attachments,
+                duplicates=d.duplicates,
+                primary=d.primary,
+                own=d.own,
+                principal=self._principal,
+                now=self._core.clock(),
+            )
+            await service.log_confidential_access(
+                self._core, out.revealed, principal=self._principal, what="incident"
+            )
+            body: dict[str, Any] = out.body
+            return body
+
+        result: dict[str, Any] = await self._call(go())
+        return result
+
+    async def transition(
+        self, ref: str, action: str, *, note: str = "", agency: str | None = None
+    ) -> dict[str, Any]:
+        cmd = TransitionIn(action=action, note=note, agency=agency)
+        inc = await self._call(service.transition(self._core, ref, cmd, principal=self._principal))
+        return await self.get_incident(inc.id)
+
+    async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
+        entry = await self._call(
+            service.add_entry(
+                self._core, ref, EntryIn(body=body), kind="reply", principal=self._principal
+            )
+        )
+        return {
+            "id": entry.id,
+            "kind": entry.kind,
+            "body": entry.body,
+            "created_at": entry.created_at.isoformat(),
+        }
+
+
+class HttpCoreApi:
+    """The same commands over the REST API, for roles running on other machines."""
+
+    def __init__(
+        self, *, base_url: str, token: str | None, session: aiohttp.ClientSession | None = None
+    ) -> None:
+        """`token=None` acts as the public role."""
+        self._base = base_url.rstrip("/") + "/api/v1"
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._session = session
+        self._own_session = session is None
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+        return self._session
+
+    async def close(self) -> None:
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        http = await self._http()
+        async with http.request(method, self._base + path, headers=self._headers, **kw) as r:
+            data = await r.json(content_type=None)
+            if r.status >= 400:
+                raise CoreApiError(
+                    r.status,
+                    data.get("error_id", "http-error"),
+                    data.get("message", r.reason or ""),
+                    data.get("details"),
+                )
+            result: dict[str, Any] = data
+            return result
+
+    async def report_incident(
+        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+    ) -> dict[str, Any]:
+        if not photos:
+            return await self._request("POST", "/incidents", json=dict(report))
+        form = aiohttp.FormData()
+        form.add_field("report", json.dumps(dict(report)), content_type="application/json")
+        for name, data in photos:
+            form.add_field("photo", data, filename=name)
+        return await self._request("POST", "/incidents", data=form)
+
+    async def get_incident(self, ref: str) -> dict[str, Any]:
+        return await self._request("GET", f"/incidents/{ref}")
+
+    async def transition(
+        self, ref: str, action: str, *, note: str = "", agency: str | None = None
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {"action": action, "note": note}
+        if agency:
+            body["agency"] = agency
+        return await self._request("POST", f"/incidents/{ref}/transitions", json=body)
+
+    async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
+        return await self._request("POST", f"/incidents/{ref}/replies", json={"body": body})

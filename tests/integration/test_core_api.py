@@ -1,0 +1,48 @@
+"""Both CoreApi clients give the same answers as the REST API, role rules included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ioc_core.access.roles import Principal, Role
+from ioc_core.api import CoreApi, CoreApiError, HttpCoreApi, InProcessCoreApi
+from ioc_core.runtime import Core
+from tests.helpers import image_bytes, make_token, report
+
+
+@pytest.fixture(params=["in-process", "http"])
+async def apis(request: pytest.FixtureRequest, core: Core, client: Any) -> tuple[CoreApi, CoreApi]:
+    """(a calltaker's client, a public client) of one kind."""
+    if request.param == "in-process":
+        return (
+            InProcessCoreApi(core=core, principal=Principal(role=Role.CALLTAKER, name="an")),
+            InProcessCoreApi(core=core, principal=Principal(role=Role.PUBLIC)),
+        )
+    base = str(client.make_url("/"))
+    staff = HttpCoreApi(
+        base_url=base, token=await make_token(core, "calltaker"), session=client.session
+    )
+    public = HttpCoreApi(base_url=base, token=None, session=client.session)
+    return staff, public
+
+
+async def test_same_commands_same_shapes(apis: tuple[CoreApi, CoreApi]) -> None:
+    staff, public = apis
+    body = report(reporter={"name": "Trần Thị Bình", "phone": "0987654321", "confidential": True})
+    created = await staff.report_incident(body, photos=[("a.png", image_bytes())])
+    assert created["state"] == "new" and len(created["attachments"]) == 1
+    assert created["reporters"][0]["name"] == "Trần Thị Bình"
+    seen = await public.get_incident(created["code"])
+    assert seen["reporters"] == [] and "notes" not in seen
+    moved = await staff.transition(created["id"], "verify")
+    assert moved["state"] == "verified"
+    reply = await staff.add_reply(created["id"], "Đã chuyển Sở Nông nghiệp và Môi trường")
+    assert reply["kind"] == "reply"
+    with pytest.raises(CoreApiError) as err:
+        await staff.transition(created["id"], "close")
+    assert err.value.status == 409 and err.value.error_id == "invalid-transition"
+    with pytest.raises(CoreApiError) as err:
+        await staff.report_incident(report(category="khong_co"))
+    assert err.value.error_id == "unknown-category"
