@@ -3,7 +3,6 @@ is written; stored under IOC_DATA_DIR/attachments with an atomic rename."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import os
@@ -121,5 +120,11 @@ def write_photo(root: Path, incident_id: str, photo: Photo) -> str:
 def remove_files(root: Path, rel_paths: list[str]) -> None:
     """Undo `write_photo` when the transaction that would record the files fails."""
     for rel in rel_paths:
-        with contextlib.suppress(FileNotFoundError):
-            (root / rel).unlink()
+        path = root / rel
+        path.unlink(missing_ok=True)
+        # write_photo made <id[:2]>/<id>/ for these files; drop the folders it left empty.
+        for folder in (path.parent, path.parent.parent):
+            try:
+                folder.rmdir()
+            except OSError:
+                break  # not empty (other photos of the incident) or already gone

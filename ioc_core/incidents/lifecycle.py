@@ -71,7 +71,7 @@ def _t(
 
 
 TRANSITIONS: tuple[Transition, ...] = tuple(
-    _t("submit", (State.DRAFT,), State.NEW, STAFF | {"service"})
+    _t("submit", (State.DRAFT,), State.NEW, STAFF)
     + _t("cancel", (State.DRAFT,), State.CANCELLED, STAFF, requires_note=True)
     + _t("verify", (State.NEW,), State.VERIFIED, STAFF)
     + _t("reject", (State.NEW, State.VERIFIED), State.REJECTED, STAFF, requires_note=True)

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from ioc_core import events as ev
 from ioc_core.access.roles import (
@@ -182,8 +183,10 @@ async def report_incident(
     so a rejected report leaves no incident, no orphan file and no event.
     """
     _require(principal, CREATE_ROLES, "report incidents")
-    if data.draft and not (principal.is_staff or principal.role is Role.SERVICE):
-        raise Forbidden("only staff and channel services create drafts")
+    if data.draft and not principal.is_staff:
+        # A draft is a call-taker's unfinished form (the switchboard creates it on behalf of
+        # the agent who answered); no other role can see drafts, so none may create them.
+        raise Forbidden("only staff create drafts", error_id="draft-not-allowed")
     cat = await core.catalogue.category(data.category)
     await _check_location(core, data.location)
     if len(uploads) > core.settings.max_attachments:
@@ -646,7 +649,11 @@ async def merge(
             raise ValidationFailed(
                 "an incident cannot be merged into itself", error_id="merge-into-self"
             )
-        if primary.primary_id is not None or primary.phase not in OPEN_PHASES:
+        if (
+            primary.primary_id is not None
+            or primary.phase not in OPEN_PHASES
+            or primary.state == State.DRAFT.value  # drafts are invisible outside the IOC
+        ):
             raise Conflict(
                 f"{primary.code} is {primary.state}; merge into an open primary",
                 error_id="primary-not-open",
@@ -892,6 +899,9 @@ async def get_timeline(core: Core, ref: str, *, principal: Principal) -> list[Ti
 class ListFilter:
     state: list[str] = field(default_factory=list)
     phase: list[str] = field(default_factory=list)
+    # Phase of the incident, or of its primary when it is a merged duplicate: what a citizen
+    # following the report sees (Open311 status).
+    followed_phase: list[str] = field(default_factory=list)
     category: str | None = None
     group: str | None = None
     channel: str | None = None
@@ -948,6 +958,11 @@ def _filtered(
         stmt = stmt.where(Incident.state.in_(f.state))
     if f.phase:
         stmt = stmt.where(Incident.phase.in_(f.phase))
+    if f.followed_phase:
+        primary = aliased(Incident)
+        stmt = stmt.outerjoin(primary, Incident.primary_id == primary.id).where(
+            func.coalesce(primary.phase, Incident.phase).in_(f.followed_phase)
+        )
     for col, value in (
         (Incident.category_code, f.category),
         (Incident.category_group, f.group),

@@ -7,34 +7,61 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 from pydantic import BaseModel
 
-from ioc_core.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia
+from ioc_core.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from ioc_core.http import parse_model
 from ioc_core.incidents.attachments import Upload
 
 MAX_FIELD = 64 * 1024
 
 
-async def _read_limited(part: BodyPartReader, limit: int, name: str) -> bytes:
+class _Budget:
+    """Bytes left for the whole body; aiohttp's client_max_size does not cover streamed
+    multipart reads, so every part is charged here."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def charge(self, n: int) -> None:
+        self.left -= n
+        if self.left < 0:
+            raise PayloadTooLarge(
+                f"request body is too large (limit {self.limit} bytes)",
+                details={"limit": self.limit},
+            )
+
+
+async def _read_limited(
+    part: BodyPartReader, limit: int, name: str, budget: _Budget, *, error_id: str
+) -> bytes:
     chunks, size = [], 0
     while chunk := await part.read_chunk(64 * 1024):
         size += len(chunk)
+        budget.charge(len(chunk))
         if size > limit:
             raise PayloadTooLarge(
                 f"{name} is larger than {limit} bytes",
-                details={"file": name, "limit": limit},
-                error_id="attachment-too-large",
+                details={"part": name, "limit": limit},
+                error_id=error_id,
             )
         chunks.append(chunk)
     return b"".join(chunks)
 
 
 async def read_multipart(
-    request: web.Request, *, max_file: int
+    request: web.Request, *, max_file: int, max_files: int, max_body: int
 ) -> tuple[dict[str, str], list[Upload]]:
+    """Fields and files of a multipart body. The whole body, each part and the number of
+    files are capped while streaming, so nothing past a limit is ever buffered."""
     if request.content_type != "multipart/form-data":
         raise UnsupportedMedia(
             f"expected multipart/form-data, got {request.content_type or 'nothing'}"
         )
+    if request.content_length is not None and request.content_length > max_body:
+        raise PayloadTooLarge(
+            f"request body is too large (limit {max_body} bytes)", details={"limit": max_body}
+        )
+    budget = _Budget(max_body)
     fields: dict[str, str] = {}
     uploads: list[Upload] = []
     try:
@@ -43,10 +70,21 @@ async def read_multipart(
             if not isinstance(part, BodyPartReader):
                 raise MalformedRequest("nested multipart is not supported")
             if part.filename is not None:
-                data = await _read_limited(part, max_file, part.filename)
+                if len(uploads) >= max_files:
+                    raise ValidationFailed(
+                        f"at most {max_files} photos per request",
+                        details={"limit": max_files},
+                        error_id="too-many-attachments",
+                    )
+                data = await _read_limited(
+                    part, max_file, part.filename, budget, error_id="attachment-too-large"
+                )
                 uploads.append(Upload(filename=part.filename, data=data))
             else:
-                raw = await _read_limited(part, MAX_FIELD, part.name or "field")
+                name = part.name or "field"
+                raw = await _read_limited(
+                    part, MAX_FIELD, name, budget, error_id="payload-too-large"
+                )
                 fields[part.name or ""] = raw.decode("utf-8")
     except (ValueError, UnicodeDecodeError, AssertionError) as exc:
         raise MalformedRequest(

@@ -242,7 +242,11 @@ async def list_requests(request: web.Request) -> web.Response:
         if q.get("service_code"):
             await core.catalogue.category(q["service_code"])
         f = incidents.ListFilter(
-            phase=phases, category=q.get("service_code"), since=start, until=end, limit=MAX_RESULTS
+            followed_phase=phases,
+            category=q.get("service_code"),
+            since=start,
+            until=end,
+            limit=MAX_RESULTS,
         )
         rows, _cursor, _total = await incidents.list_incidents(core, f, principal=principal)
     items = [await _request_record(request, inc, principal, lang) for inc in rows]

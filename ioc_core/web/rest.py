@@ -16,16 +16,20 @@ from ioc_core.http import json_response, parse_model, read_model
 from ioc_core.i18n import both
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents import views
+from ioc_core.incidents.lifecycle import State
 from ioc_core.incidents.schemas import (
+    Channel,
     EntryIn,
     EscalateIn,
     MergeIn,
+    Priority,
     ReportIn,
     Strict,
     TransitionIn,
     UnmergeIn,
     UpdateIn,
 )
+from ioc_core.runtime import Core
 from ioc_core.web.auth import principal_of
 from ioc_core.web.forms import parse_query, read_multipart
 from ioc_core.web.keys import CORE
@@ -35,14 +39,14 @@ API = "/api/v1"
 
 
 class ListQuery(Strict):
-    state: list[str] = Field(default_factory=list)
+    state: list[State] = Field(default_factory=list)
     phase: list[Literal["open", "active", "resolved", "closed"]] = Field(default_factory=list)
     category: str | None = Field(default=None, max_length=64)
     group: str | None = Field(default=None, max_length=64)
-    channel: str | None = Field(default=None, max_length=16)
+    channel: Channel | None = None
     area: str | None = Field(default=None, max_length=32)
     agency: str | None = Field(default=None, max_length=32)
-    priority: str | None = Field(default=None, max_length=16)
+    priority: Priority | None = None
     track: Literal["timed", "immediate"] | None = None
     overdue: bool | None = None
     escalated: bool | None = None
@@ -150,6 +154,15 @@ async def list_agencies(request: web.Request) -> web.Response:
 # ------------------------------------------------------------------ incidents
 
 
+def _multipart_limits(core: Core) -> dict[str, int]:
+    s = core.settings
+    return {
+        "max_file": s.max_attachment_bytes,
+        "max_files": s.max_attachments,
+        "max_body": s.max_body_bytes,
+    }
+
+
 async def _detail_response(request: web.Request, ref: str, status: int = 200) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
@@ -176,7 +189,7 @@ async def create_incident(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
     if request.content_type == "multipart/form-data":
-        fields, uploads = await read_multipart(request, max_file=core.settings.max_attachment_bytes)
+        fields, uploads = await read_multipart(request, **_multipart_limits(core))
         if "report" not in fields:
             raise ValidationFailed(
                 "multipart body needs a 'report' part with the JSON report",
@@ -236,11 +249,16 @@ async def update_incident(request: web.Request) -> web.Response:
 
 @routes.post(f"{API}/incidents/{{ref}}/transitions")
 async def transition(request: web.Request) -> web.Response:
+    core = request.app[CORE]
+    principal = await principal_of(request)
     cmd = await read_model(request, TransitionIn)
-    inc = await incidents.transition(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
-    )
-    return await _detail_response(request, inc.id)
+    inc = await incidents.transition(core, request.match_info["ref"], cmd, principal=principal)
+    try:
+        return await _detail_response(request, inc.id)
+    except NotFound:
+        # The change took the incident out of the caller's scope (an agency declining it):
+        # answer with what they may still see — the outcome, no reporters or entries.
+        return json_response(views.render_summary(inc, principal, core.clock()))
 
 
 async def _entry(request: web.Request, kind: str) -> web.Response:
@@ -277,7 +295,7 @@ async def add_note(request: web.Request) -> web.Response:
 async def add_attachments(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
-    fields, uploads = await read_multipart(request, max_file=core.settings.max_attachment_bytes)
+    fields, uploads = await read_multipart(request, **_multipart_limits(core))
     if fields:
         raise ValidationFailed(
             f"unknown form fields: {', '.join(sorted(fields))}",

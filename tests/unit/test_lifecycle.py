@@ -11,7 +11,6 @@ from ioc_core.incidents.lifecycle import PHASE, Phase, State, plan
 OK = [
     # state, action, role, note, agency -> target
     (State.DRAFT, "submit", "calltaker", None, None, State.NEW),
-    (State.DRAFT, "submit", "service", None, None, State.NEW),
     (State.DRAFT, "cancel", "calltaker", "trùng", None, State.CANCELLED),
     (State.NEW, "verify", "calltaker", None, None, State.VERIFIED),
     (State.NEW, "reject", "supervisor", "ngoài phạm vi", None, State.REJECTED),

@@ -64,7 +64,7 @@ def test_deadline_uses_the_local_date_not_utc() -> None:
 
 def test_deadline_rejects_naive_times() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
-        deadline(datetime(2026, 1, 1), 1)  # noqa: DTZ001
+        deadline(datetime(2026, 1, 1), 1)
 
 
 @pytest.mark.parametrize(

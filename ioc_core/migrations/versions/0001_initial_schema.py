@@ -263,7 +263,7 @@ def upgrade() -> None:
         sa.Column("incident_id", sa.String(length=36), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("phone", sa.String(length=32), nullable=False),
-        sa.Column("email", sa.String(length=200), nullable=False),
+        sa.Column("email", sa.String(length=254), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
         sa.Column("channel_user_id", sa.String(length=200), nullable=False),
         sa.Column("confidential", sa.Boolean(), nullable=False),
