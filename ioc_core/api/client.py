@@ -11,7 +11,7 @@ import aiohttp
 from ioc_core.access.roles import Principal
 from ioc_core.errors import IocError
 from ioc_core.http import parse_model
-from ioc_core.incidents import service, views
+from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.schemas import EntryIn, ReportIn, TransitionIn
 from ioc_core.runtime import Core
@@ -57,13 +57,11 @@ class InProcessCoreApi:
     ) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             data = parse_model(ReportIn, dict(report))
-            inc = await service.report_incident(
-                self._core,
-                data,
-                principal=self._principal,
-                uploads=[Upload(filename=n, data=b) for n, b in photos],
+            uploads = [Upload(filename=n, data=b) for n, b in photos]
+            d = await service.report_incident(
+                self._core, data, principal=self._principal, uploads=uploads
             )
-            return await self.get_incident(inc.id)
+            return await service.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result
@@ -71,22 +69,7 @@ class InProcessCoreApi:
     async def get_incident(self, ref: str) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             d = await service.get_detail(self._core, ref, principal=self._principal)
-            out = views.render_detail(
-                incident=d.incident,
-                reporters=d.reporters,
-                entries=d.entries,
-                attachments=d.attachments,
-                duplicates=d.duplicates,
-                primary=d.primary,
-                own=d.own,
-                principal=self._principal,
-                now=self._core.clock(),
-            )
-            await service.log_confidential_access(
-                self._core, out.revealed, principal=self._principal, what="incident"
-            )
-            body: dict[str, Any] = out.body
-            return body
+            return await service.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result

@@ -33,7 +33,7 @@ from ioc_core.access.roles import (
 from ioc_core.bus import Event
 from ioc_core.db import new_id, transaction
 from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ioc_core.incidents import duplicates, lifecycle, sla
+from ioc_core.incidents import duplicates, lifecycle, sla, views
 from ioc_core.incidents.attachments import Upload, check_photo, remove_files, write_photo
 from ioc_core.incidents.audit import entry_hash, sha256_text
 from ioc_core.incidents.lifecycle import PHASE, Phase, State
@@ -174,9 +174,20 @@ async def _check_location(core: Core, loc: LocationIn | None) -> None:
 # ---------------------------------------------------------------- commands
 
 
+@dataclass
+class Detail:
+    incident: Incident
+    reporters: list[Reporter]
+    entries: list[Entry]
+    attachments: list[Attachment]
+    duplicates: list[Incident]
+    primary: Incident | None
+    own: bool
+
+
 async def report_incident(
     core: Core, data: ReportIn, *, principal: Principal, uploads: Sequence[Upload] = ()
-) -> Incident:
+) -> Detail:
     """A new report from any channel (RP-1, RP-2). Duplicates merge into their primary (RP-8).
 
     Validation happens before any write; photo files are removed again if the transaction fails,
@@ -246,6 +257,7 @@ async def report_incident(
     )
     root = core.settings.attachments_dir
     written: list[str] = []
+    primary: Incident | None = None
     try:
         rows = []
         for p in photos:
@@ -306,7 +318,9 @@ async def report_incident(
         remove_files(root, written)
         raise
     core.relay.notify()
-    return inc
+    # Everything the caller may render is in hand: no second round of queries.
+    own = principal.role is Role.CITIZEN and bool(principal.subject)
+    return Detail(inc, [reporter], [], rows, [], primary, own)
 
 
 async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident | None:
@@ -761,17 +775,6 @@ async def escalate(
 # ---------------------------------------------------------------- queries
 
 
-@dataclass
-class Detail:
-    incident: Incident
-    reporters: list[Reporter]
-    entries: list[Entry]
-    attachments: list[Attachment]
-    duplicates: list[Incident]
-    primary: Incident | None
-    own: bool
-
-
 async def _owns(s: AsyncSession, inc: Incident, principal: Principal) -> bool:
     if principal.role is not Role.CITIZEN or not principal.subject:
         return False
@@ -828,6 +831,24 @@ async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
             else False
         )
     return Detail(inc, reporters, entries, attachments, dups, primary, own)
+
+
+async def render(core: Core, d: Detail, *, principal: Principal) -> dict[str, Any]:
+    """The incident as `principal` may see it; staff seeing a confidential reporter is logged."""
+    out = views.render_detail(
+        incident=d.incident,
+        reporters=d.reporters,
+        entries=d.entries,
+        attachments=d.attachments,
+        duplicates=d.duplicates,
+        primary=d.primary,
+        own=d.own,
+        principal=principal,
+        now=core.clock(),
+    )
+    await log_confidential_access(core, out.revealed, principal=principal, what="incident")
+    body: dict[str, Any] = out.body
+    return body
 
 
 async def log_confidential_access(

@@ -334,11 +334,11 @@ async def create_request(request: web.Request) -> web.Response:
             },
         },
     )
-    inc = await incidents.report_incident(core, data, principal=principal)
+    created = await incidents.report_incident(core, data, principal=principal)
+    inc = created.incident
     lang = pick_language(request.headers.get("Accept-Language"))
-    if inc.primary_id:
-        primary = await incidents.get_detail(core, inc.primary_id, principal=principal)
-        notice = t("open311.notice_merged", lang, code=inc.code, primary=primary.incident.code)
+    if created.primary is not None:
+        notice = t("open311.notice_merged", lang, code=inc.code, primary=created.primary.code)
     else:
         notice = t("open311.notice", lang, code=inc.code)
     return fmt.render(

@@ -167,21 +167,7 @@ async def _detail_response(request: web.Request, ref: str, status: int = 200) ->
     core = request.app[CORE]
     principal = await principal_of(request)
     d = await incidents.get_detail(core, ref, principal=principal)
-    out = views.render_detail(
-        incident=d.incident,
-        reporters=d.reporters,
-        entries=d.entries,
-        attachments=d.attachments,
-        duplicates=d.duplicates,
-        primary=d.primary,
-        own=d.own,
-        principal=principal,
-        now=core.clock(),
-    )
-    await incidents.log_confidential_access(
-        core, out.revealed, principal=principal, what="incident"
-    )
-    return json_response(out.body, status=status)
+    return json_response(await incidents.render(core, d, principal=principal), status=status)
 
 
 @routes.post(f"{API}/incidents")
@@ -210,8 +196,8 @@ async def create_incident(request: web.Request) -> web.Response:
         data = parse_model(ReportIn, raw)
     else:
         data, uploads = await read_model(request, ReportIn), []
-    inc = await incidents.report_incident(core, data, principal=principal, uploads=uploads)
-    return await _detail_response(request, inc.id, status=201)
+    d = await incidents.report_incident(core, data, principal=principal, uploads=uploads)
+    return json_response(await incidents.render(core, d, principal=principal), status=201)
 
 
 @routes.get(f"{API}/incidents")
