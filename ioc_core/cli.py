@@ -200,6 +200,41 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from ioc_core.access.tokens import list_tokens
+
+    rows = asyncio.run(_with_sessions(_settings(args), list_tokens))
+    for r in rows:
+        print(
+            json.dumps(
+                {
+                    "id": r.id,
+                    "name": r.name,
+                    "role": r.role,
+                    "agency": r.agency_code,
+                    "created_at": r.created_at.isoformat(),
+                    "revoked_at": r.revoked_at.isoformat() if r.revoked_at else None,
+                },
+                ensure_ascii=False,
+            )
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from ioc_core.access.tokens import revoke_token
+    from ioc_core.db import transaction
+
+    async def go(sessions: Any) -> bool:
+        async with transaction(sessions) as s:
+            return await revoke_token(s, args.id)
+
+    if not asyncio.run(_with_sessions(_settings(args), go)):
+        print(f"ioc: no active token {args.id}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from ioc_core.incidents.verify import verify_all
 
@@ -264,6 +299,10 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--name", default="token", help="who or what uses the token")
     create.add_argument("--subject", help="citizen identity (role citizen)")
     create.set_defaults(fn=cmd_token_create)
+    tok.add_parser("list", help="list tokens (never their values)").set_defaults(fn=cmd_token_list)
+    revoke = tok.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("id")
+    revoke.set_defaults(fn=cmd_token_revoke)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_cmd", required=True

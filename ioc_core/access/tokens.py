@@ -90,6 +90,11 @@ class TokenVerifier:
         return p
 
 
+async def list_tokens(sessions: async_sessionmaker[AsyncSession]) -> list[ApiToken]:
+    async with sessions() as s:
+        return list((await s.scalars(select(ApiToken).order_by(ApiToken.created_at))).all())
+
+
 async def revoke_token(session: AsyncSession, token_id: str) -> bool:
     row = await session.get(ApiToken, token_id)
     if row is None or row.revoked_at is not None:

@@ -118,6 +118,12 @@ def test_token_rules(env: dict[str, str]) -> None:
     with sqlite3.connect(db) as conn:
         stored = [r[0] for r in conn.execute("SELECT token_hash FROM api_tokens")]
     assert ok.stdout.strip() not in stored and len(stored[0]) == 64  # only the hash is kept
+    listed = [json.loads(line) for line in ioc(env, "token", "list").stdout.splitlines()]
+    assert [t["agency"] for t in listed] == ["PCCC"] and listed[0]["revoked_at"] is None
+    assert ioc(env, "token", "revoke", listed[0]["id"]).returncode == 0
+    assert ioc(env, "token", "revoke", listed[0]["id"]).returncode == 1  # already revoked
+    listed = [json.loads(line) for line in ioc(env, "token", "list").stdout.splitlines()]
+    assert listed[0]["revoked_at"] is not None
 
 
 def test_audit_verify_detects_tampering(env: dict[str, str]) -> None:

@@ -449,7 +449,13 @@ CASES: list[Case] = [
         "invalid-token",
         "token",
     ),
-    Case("citizen-draft", Req(json=report(draft=True), token="citizen"), 403, "draft-not-allowed", "draft"),
+    Case(
+        "citizen-draft",
+        Req(json=report(draft=True), token="citizen"),
+        403,
+        "draft-not-allowed",
+        "draft",
+    ),
     # --- commands on an existing incident
     Case(
         "transition-unknown-action",
