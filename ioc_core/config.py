@@ -48,13 +48,26 @@ VARIABLES: tuple[Variable, ...] = (
         "HTTP worker processes sharing the port (SO_REUSEPORT); 0 = one per CPU.",
         int,
     ),
+    Variable(
+        "IOC_HTTP_MAX_INFLIGHT",
+        "64",
+        "Requests a worker handles at once; more wait (see IOC_HTTP_QUEUE_MS).",
+        int,
+    ),
+    Variable(
+        "IOC_HTTP_QUEUE_MS",
+        "1000",
+        "How long a request may wait for a slot before a 503 with Retry-After.",
+        int,
+    ),
+    Variable("IOC_DB_POOL_SIZE", "20", "Database connections per process (PostgreSQL).", int),
     Variable("IOC_PUBLIC_URL", "", "Public base URL used in links (default http://HOST:PORT)."),
     Variable("IOC_TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone at the edges (deadlines, display)."),
     Variable("IOC_WORKDAY_END", "17:00", "End of the working day; timed deadlines fall on it."),
     Variable("IOC_TRACKING_PREFIX", "PA", "Prefix of tracking codes (PA-2026-000123)."),
     Variable(
         "IOC_TRACKING_BLOCK",
-        "20",
+        "100",
         "Tracking numbers a process reserves at once (fewer DB round trips; gaps on restart).",
         int,
     ),
@@ -112,6 +125,9 @@ class Settings:
     http_host: str
     http_port: int
     http_workers: int
+    http_max_inflight: int
+    http_queue_ms: int
+    db_pool_size: int
     public_url: str
     timezone: str
     workday_end_hour: int
@@ -167,7 +183,13 @@ class Settings:
         port = g("IOC_HTTP_PORT")
         if not 0 <= port < 65536:
             raise ConfigError(f"IOC_HTTP_PORT={port} is out of range")
-        for name in ("IOC_TRACKING_BLOCK", "IOC_MAX_ATTACHMENTS", "IOC_BUS_MAX_DELIVERIES"):
+        for name in (
+            "IOC_TRACKING_BLOCK",
+            "IOC_MAX_ATTACHMENTS",
+            "IOC_BUS_MAX_DELIVERIES",
+            "IOC_HTTP_MAX_INFLIGHT",
+            "IOC_DB_POOL_SIZE",
+        ):
             if g(name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         provinces = tuple(p.strip() for p in g("IOC_AREA_PROVINCES").split(",") if p.strip())
@@ -179,6 +201,9 @@ class Settings:
             http_host=g("IOC_HTTP_HOST"),
             http_port=port,
             http_workers=max(0, g("IOC_HTTP_WORKERS")),
+            http_max_inflight=g("IOC_HTTP_MAX_INFLIGHT"),
+            http_queue_ms=max(0, g("IOC_HTTP_QUEUE_MS")),
+            db_pool_size=g("IOC_DB_POOL_SIZE"),
             public_url=g("IOC_PUBLIC_URL"),
             timezone=g("IOC_TIMEZONE"),
             workday_end_hour=hh,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 import logging
@@ -9,6 +10,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import orjson
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
@@ -16,6 +18,7 @@ from ioc_core.errors import (
     IocError,
     MalformedRequest,
     PayloadTooLarge,
+    ServiceUnavailable,
     UnsupportedMedia,
     ValidationFailed,
 )
@@ -33,9 +36,37 @@ ERROR_RENDERERS: web.AppKey[dict[str, Renderer]] = web.AppKey("error_renderers")
 
 
 def json_response(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(
-        data, status=status, dumps=lambda d: json.dumps(d, ensure_ascii=False, default=str)
+    return web.Response(
+        body=orjson.dumps(data, default=str), status=status, content_type="application/json"
     )
+
+
+def concurrency_limit(*, limit: int, max_wait_ms: int, exempt: frozenset[str]) -> Any:
+    """At most `limit` requests in progress; others wait up to `max_wait_ms`, then get 503.
+
+    Without it an overloaded worker keeps accepting work whose clients have given up, and
+    everyone's latency collapses; with it the excess is refused fast and honestly.
+    """
+    slots = asyncio.Semaphore(limit)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path in exempt:
+            return await handler(request)
+        try:
+            await asyncio.wait_for(slots.acquire(), max_wait_ms / 1000)
+        except TimeoutError:
+            raise ServiceUnavailable(
+                "the server is busy; retry shortly",
+                details={"retry_after_s": 1},
+                error_id="server-busy",
+            ) from None
+        try:
+            return await handler(request)
+        finally:
+            slots.release()
+
+    return middleware
 
 
 def render_error(_request: web.Request, err: IocError) -> web.Response:
@@ -81,6 +112,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         response = _renderer(request)(request, _as_error(exc, rid))
     response.headers["X-Request-Id"] = rid
+    if response.status == 503:
+        response.headers.setdefault("Retry-After", "1")
     return response
 
 

@@ -47,12 +47,16 @@ class ConsumedEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
-def add_events(session: AsyncSession, events: Sequence[Event]) -> None:
-    """Stage events in the caller's transaction."""
-    session.add_all(
+def outbox_rows(events: Sequence[Event]) -> list[OutboxRow]:
+    return [
         OutboxRow(event_id=e.event_id, name=e.name, event=e.to_dict(), created_at=e.occurred_at)
         for e in events
-    )
+    ]
+
+
+def add_events(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Stage events in the caller's transaction."""
+    session.add_all(outbox_rows(events))
 
 
 async def first_time(session: AsyncSession, consumer: str, event_id: str) -> bool:
@@ -80,6 +84,7 @@ class Relay:
         bus: Bus,
         batch: int = 500,
         poll_s: float = 0.5,
+        linger_s: float = 0.005,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self._sessions = sessions
@@ -89,6 +94,8 @@ class Relay:
         self._retention = retention
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._linger_s = linger_s
         self._last_purge = utcnow()
         self.published = 0
 
@@ -98,17 +105,27 @@ class Relay:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
 
-    async def close(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        await self.drain()  # whatever committed before shutdown still goes out
+    async def close(self, *, grace_s: float = 10.0) -> None:
+        """Stop after the current batch, then publish what committed before shutdown.
+
+        A stop flag, not task cancellation: a cancel delivered inside the database driver can
+        be absorbed there and leave the loop running (seen under load), which would hang
+        shutdown. Cancellation is only the fallback after `grace_s`.
+        """
+        self._stopping = True
+        self._wake.set()
+        task, self._task = self._task, None
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=grace_s)
+            if not done:
+                logger.warning("outbox relay did not stop within %.0fs; cancelling", grace_s)
+                task.cancel()
+                await asyncio.wait({task}, timeout=grace_s)
+        await self.drain()
 
     async def _run(self) -> None:
         backoff = 0.5
-        while True:
+        while not self._stopping:
             try:
                 sent = await self.publish_batch()
                 backoff = 0.5
@@ -119,8 +136,9 @@ class Relay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_s)
                 self._wake.clear()
-            except asyncio.CancelledError:
-                raise
+                if not self._stopping:
+                    # Let a burst of commits gather: one batch instead of one per report.
+                    await asyncio.sleep(self._linger_s)
             except Exception:
                 logger.exception("outbox relay failed; retrying in %.1fs", backoff)
                 await asyncio.sleep(backoff)

@@ -60,7 +60,7 @@ class Core:
 
 
 def build_core(settings: Settings, *, bus: Bus | None = None) -> Core:
-    engine = db.make_engine(settings.database_url)
+    engine = db.make_engine(settings.database_url, pool_size=settings.db_pool_size)
     sessions = db.make_sessionmaker(engine)
     bus = bus or make_bus(settings)
     return Core(

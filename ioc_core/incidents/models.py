@@ -14,10 +14,16 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ioc_core.db import Base, BigId, JSONType, UTCDateTime, new_id, utcnow
+
+# Incidents a new report may duplicate. Literal SQL shared by the partial index and the query:
+# PostgreSQL only uses a partial index when the query's own text implies its predicate, which
+# bound parameters (prepared statements) never do.
+DUPLICATE_CANDIDATE_SQL = "phase IN ('open', 'active') AND state <> 'draft'"
 
 
 class Incident(Base):
@@ -59,8 +65,17 @@ class Incident(Base):
 
     __table_args__ = (
         Index("ix_incidents_phase_created", "phase", "created_at"),
+        Index("ix_incidents_created", "created_at", "id"),  # the default listing order
         # Duplicate look-up: same group, still open, recent, inside a lat/lon box.
-        Index("ix_incidents_dup", "category_group", "phase", "created_at", "lat", "lon"),
+        Index(
+            "ix_incidents_dup",
+            "category_group",
+            "lat",
+            "lon",
+            "created_at",
+            postgresql_where=text(DUPLICATE_CANDIDATE_SQL),
+            sqlite_where=text(DUPLICATE_CANDIDATE_SQL),
+        ),
         Index("ix_incidents_state", "state"),
         Index("ix_incidents_agency", "agency_code", "phase"),
         Index("ix_incidents_area", "area_code"),

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -38,6 +38,7 @@ from ioc_core.incidents.attachments import Upload, check_photo, remove_files, wr
 from ioc_core.incidents.audit import entry_hash, sha256_text
 from ioc_core.incidents.lifecycle import PHASE, Phase, State
 from ioc_core.incidents.models import (
+    DUPLICATE_CANDIDATE_SQL,
     AccessLog,
     Attachment,
     Entry,
@@ -55,7 +56,8 @@ from ioc_core.incidents.schemas import (
     UnmergeIn,
     UpdateIn,
 )
-from ioc_core.outbox import add_events
+from ioc_core.incidents.writes import insert_new
+from ioc_core.outbox import add_events, outbox_rows
 
 if TYPE_CHECKING:
     from ioc_core.runtime import Core
@@ -78,8 +80,13 @@ def _event(name: str, inc: Incident, **payload: Any) -> Event:
     )
 
 
+# Where a new timeline row goes: the session (incident already stored), or a list of rows
+# written together with a new incident (see report_incident).
+Sink = AsyncSession | list[Any]
+
+
 def _append(
-    session: AsyncSession,
+    sink: Sink,
     inc: Incident,
     *,
     at: datetime,
@@ -106,7 +113,11 @@ def _append(
         data=data or {},
     )
     digest = entry_hash(inc.chain_head, fields)
-    session.add(TimelineEntry(**fields, prev_hash=inc.chain_head, hash=digest))
+    row = TimelineEntry(**fields, prev_hash=inc.chain_head, hash=digest)
+    if isinstance(sink, list):
+        sink.append(row)
+    else:
+        sink.add(row)
     inc.chain_seq = fields["seq"]
     inc.chain_head = digest
     inc.updated_at = at
@@ -279,12 +290,11 @@ async def report_incident(
                 )
             )
         async with transaction(core.sessions) as s:
-            s.add(inc)
-            await s.flush()  # the incident row first: the others reference it
-            s.add(reporter)
-            s.add_all(rows)
+            # The new rows are written in one go (writes.insert_new); only an existing
+            # primary, when this report duplicates one, goes through the ORM.
+            timeline: list[TimelineEntry] = []
             _append(
-                s,
+                timeline,
                 inc,
                 at=now,
                 actor=principal,
@@ -311,9 +321,16 @@ async def report_incident(
                 primary = await _find_primary(core, s, inc)
                 if primary is not None:
                     out += _merge(
-                        s, inc, primary, at=now, actor=SYSTEM, channel=data.channel, note=""
+                        s,
+                        inc,
+                        primary,
+                        at=now,
+                        actor=SYSTEM,
+                        channel=data.channel,
+                        note="",
+                        inc_sink=timeline,
                     )
-            add_events(s, out)
+            await insert_new(s, [[inc], [reporter], rows, timeline, outbox_rows(out)])
     except BaseException:
         remove_files(root, written)
         raise
@@ -340,8 +357,7 @@ async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident 
             )
             .where(
                 Incident.category_group == inc.category_group,
-                Incident.phase.in_(OPEN_PHASES),
-                Incident.state != State.DRAFT.value,
+                text(DUPLICATE_CANDIDATE_SQL),
                 Incident.created_at >= inc.created_at - window,
                 Incident.id != inc.id,
                 Incident.lat.between(min_lat, max_lat),
@@ -382,6 +398,7 @@ def _merge(
     actor: Principal,
     channel: str,
     note: str,
+    inc_sink: Sink | None = None,
 ) -> list[Event]:
     previous = inc.state
     inc.merged_from_state = previous
@@ -389,7 +406,7 @@ def _merge(
     _set_state(inc, State.MERGED, at)
     primary.reporter_count += inc.reporter_count
     _append(
-        s,
+        s if inc_sink is None else inc_sink,
         inc,
         at=at,
         actor=actor,

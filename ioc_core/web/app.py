@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ioc_core.http import ERROR_RENDERERS, Renderer, error_middleware, json_response
+from ioc_core.http import (
+    ERROR_RENDERERS,
+    Renderer,
+    concurrency_limit,
+    error_middleware,
+    json_response,
+)
 from ioc_core.runtime import Core
 from ioc_core.web import open311, openapi, rest
 from ioc_core.web.keys import CORE
@@ -16,9 +22,11 @@ async def health(request: web.Request) -> web.Response:
 
 
 def make_app(core: Core) -> web.Application:
-    app = web.Application(
-        middlewares=[error_middleware], client_max_size=core.settings.max_body_bytes
+    s = core.settings
+    limit = concurrency_limit(
+        limit=s.http_max_inflight, max_wait_ms=s.http_queue_ms, exempt=frozenset({"/health"})
     )
+    app = web.Application(middlewares=[error_middleware, limit], client_max_size=s.max_body_bytes)
     app[CORE] = core
     renderers: dict[str, Renderer] = {open311.BASE + "/": open311.render_open311_error}
     app[ERROR_RENDERERS] = renderers

@@ -720,7 +720,12 @@ def _fail_in_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*_a: Any, **_k: Any) -> None:
         raise RuntimeError("simulated database failure")
 
+    async def async_boom(*_a: Any, **_k: Any) -> None:
+        raise RuntimeError("simulated database failure")
+
+    # A new report's rows go in through insert_new; changes to stored ones through add_events.
     monkeypatch.setattr("ioc_core.incidents.service.add_events", boom)
+    monkeypatch.setattr("ioc_core.incidents.service.insert_new", async_boom)
 
 
 async def test_failed_transaction_removes_written_photos(

@@ -232,3 +232,36 @@ async def test_make_bus_chooses_by_redis_url(env: dict[str, str], kind: type) ->
     if isinstance(bus, RedisStreamsBus):
         assert bus.stream == "s"
     await bus.close()  # closes the unused Redis client; never connects
+
+
+async def test_relay_close_returns_while_commits_keep_notifying() -> None:
+    """Shutdown must not hang when commits keep waking the relay (seen under load)."""
+    from typing import Any
+
+    from ioc_core.outbox import Relay
+
+    class FakeSessions:
+        pass
+
+    relay = Relay(sessions=FakeSessions(), bus=InProcessBus(), poll_s=0.01)  # type: ignore[arg-type]
+    calls = 0
+
+    async def publish_batch() -> int:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.001)
+        return 0
+
+    relay.publish_batch = publish_batch  # type: ignore[method-assign]
+
+    async def notifier() -> Any:
+        while True:
+            relay.notify()
+            await asyncio.sleep(0)
+
+    await relay.start()
+    noise = asyncio.create_task(notifier())
+    await asyncio.sleep(0.05)
+    await asyncio.wait_for(relay.close(grace_s=2), timeout=5)
+    noise.cancel()
+    assert calls > 1

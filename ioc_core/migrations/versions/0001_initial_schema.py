@@ -205,9 +205,12 @@ def upgrade() -> None:
         batch_op.create_index("ix_incidents_due", ["due_at"], unique=False)
         batch_op.create_index(
             "ix_incidents_dup",
-            ["category_group", "phase", "created_at", "lat", "lon"],
+            ["category_group", "lat", "lon", "created_at"],
             unique=False,
+            postgresql_where=sa.text("phase IN ('open', 'active') AND state <> 'draft'"),
+            sqlite_where=sa.text("phase IN ('open', 'active') AND state <> 'draft'"),
         )
+        batch_op.create_index("ix_incidents_created", ["created_at", "id"], unique=False)
         batch_op.create_index("ix_incidents_phase_created", ["phase", "created_at"], unique=False)
         batch_op.create_index("ix_incidents_primary", ["primary_id"], unique=False)
         batch_op.create_index("ix_incidents_state", ["state"], unique=False)
@@ -329,6 +332,7 @@ def downgrade() -> None:
         batch_op.drop_index("ix_incidents_primary")
         batch_op.drop_index("ix_incidents_phase_created")
         batch_op.drop_index("ix_incidents_dup")
+        batch_op.drop_index("ix_incidents_created")
         batch_op.drop_index("ix_incidents_due")
         batch_op.drop_index("ix_incidents_area")
         batch_op.drop_index("ix_incidents_agency")
