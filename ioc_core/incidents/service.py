@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, and_, func, or_, select, text
+from sqlalchemy import Select, and_, bindparam, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -31,7 +31,7 @@ from ioc_core.access.roles import (
     Scope,
 )
 from ioc_core.bus import Event
-from ioc_core.db import new_id, transaction
+from ioc_core.db import UTCDateTime, new_id, transaction
 from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ioc_core.incidents import duplicates, lifecycle, sla, views
 from ioc_core.incidents.attachments import Upload, check_photo, remove_files, write_photo
@@ -340,6 +340,28 @@ async def report_incident(
     return Detail(inc, [reporter], [], rows, [], primary, own)
 
 
+# Built once: this runs for every report, and building the statement cost more than running it.
+_DUPLICATE_CANDIDATES = (
+    select(
+        Incident.id,
+        Incident.category_group,
+        Incident.lat,
+        Incident.lon,
+        Incident.created_at,
+        Incident.phase,
+    )
+    .where(
+        Incident.category_group == bindparam("group"),
+        text(DUPLICATE_CANDIDATE_SQL),
+        Incident.created_at >= bindparam("since", type_=UTCDateTime()),
+        Incident.id != bindparam("self"),
+        Incident.lat.between(bindparam("min_lat"), bindparam("max_lat")),
+        Incident.lon.between(bindparam("min_lon"), bindparam("max_lon")),
+    )
+    .limit(200)
+)
+
+
 async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident | None:
     assert inc.lat is not None and inc.lon is not None
     radius = core.settings.duplicate_radius_m
@@ -347,23 +369,16 @@ async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident 
     min_lat, max_lat, min_lon, max_lon = duplicates.bounding_box(inc.lat, inc.lon, radius)
     rows = (
         await s.execute(
-            select(
-                Incident.id,
-                Incident.category_group,
-                Incident.lat,
-                Incident.lon,
-                Incident.created_at,
-                Incident.phase,
-            )
-            .where(
-                Incident.category_group == inc.category_group,
-                text(DUPLICATE_CANDIDATE_SQL),
-                Incident.created_at >= inc.created_at - window,
-                Incident.id != inc.id,
-                Incident.lat.between(min_lat, max_lat),
-                Incident.lon.between(min_lon, max_lon),
-            )
-            .limit(200)
+            _DUPLICATE_CANDIDATES,
+            {
+                "group": inc.category_group,
+                "since": inc.created_at - window,
+                "self": inc.id,
+                "min_lat": min_lat,
+                "max_lat": max_lat,
+                "min_lon": min_lon,
+                "max_lon": max_lon,
+            },
         )
     ).all()
     best = duplicates.pick_primary(
