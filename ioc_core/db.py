@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
@@ -88,8 +89,18 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 20) -> AsyncEn
     # CPU than the reports themselves (measured); no pre-ping round trip on every checkout:
     # connections are recycled instead, and a dropped one fails one request, not all.
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_recycle=1800, pool_timeout=30
+        url,
+        echo=echo,
+        pool_size=pool_size,
+        max_overflow=0,
+        pool_recycle=1800,
+        pool_timeout=30,
+        json_serializer=_json_text,
     )
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value, default=str).decode()
 
 
 def _sqlite_pragmas(engine: AsyncEngine) -> None:

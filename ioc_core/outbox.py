@@ -84,7 +84,7 @@ class Relay:
         bus: Bus,
         batch: int = 500,
         poll_s: float = 0.5,
-        linger_s: float = 0.005,
+        linger_s: float = 0.05,
         retention: timedelta = timedelta(days=7),
     ) -> None:
         self._sessions = sessions

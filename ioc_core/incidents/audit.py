@@ -7,11 +7,12 @@ global head; `verify_chain` is pure and `ioc audit verify` runs it over every in
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 GENESIS = "0" * 64
 
@@ -42,8 +43,9 @@ def _canonical(value: Any) -> Any:
 
 def entry_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     body = {k: _canonical(fields.get(k)) for k in HASHED_FIELDS}
-    raw = json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256((prev_hash + raw).encode()).hexdigest()
+    # Canonical form: compact JSON, keys sorted at every level, UTF-8 text as is.
+    raw = orjson.dumps(body, option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.sha256(prev_hash.encode() + raw).hexdigest()
 
 
 def sha256_text(text: str) -> str:

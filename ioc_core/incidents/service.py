@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import aliased
 
 from ioc_core import events as ev
@@ -289,36 +289,37 @@ async def report_incident(
                     created_at=now,
                 )
             )
-        async with transaction(core.sessions) as s:
-            # The new rows are written in one go (writes.insert_new); only an existing
-            # primary, when this report duplicates one, goes through the ORM.
-            timeline: list[TimelineEntry] = []
-            _append(
-                timeline,
+        timeline: list[TimelineEntry] = []
+        _append(
+            timeline,
+            inc,
+            at=now,
+            actor=principal,
+            channel=data.channel,
+            kind="created",
+            to_state=state.value,
+            data={"category": cat.code, "attachments": len(rows)},
+        )
+        out = [
+            _event(
+                ev.INCIDENT_CREATED,
                 inc,
-                at=now,
-                actor=principal,
-                channel=data.channel,
-                kind="created",
-                to_state=state.value,
-                data={"category": cat.code, "attachments": len(rows)},
+                category=cat.code,
+                channel=inc.channel,
+                state=inc.state,
+                priority=inc.priority,
+                track=inc.track,
+                area_code=inc.area_code,
+                lat=inc.lat,
+                lon=inc.lon,
             )
-            out = [
-                _event(
-                    ev.INCIDENT_CREATED,
-                    inc,
-                    category=cat.code,
-                    channel=inc.channel,
-                    state=inc.state,
-                    priority=inc.priority,
-                    track=inc.track,
-                    area_code=inc.area_code,
-                    lat=inc.lat,
-                    lon=inc.lon,
-                )
-            ]
-            if state is State.NEW and loc.has_point:
-                primary = await _find_primary(core, s, inc)
+        ]
+        lookup = state is State.NEW and loc.has_point
+        if not await _insert_unless_duplicate(
+            core, inc, lookup=lookup, groups=[[inc], [reporter], rows, timeline, outbox_rows(out)]
+        ):
+            async with transaction(core.sessions) as s:
+                primary = await _find_primary(core, s, inc) if lookup else None
                 if primary is not None:
                     out += _merge(
                         s,
@@ -330,7 +331,9 @@ async def report_incident(
                         note="",
                         inc_sink=timeline,
                     )
-            await insert_new(s, [[inc], [reporter], rows, timeline, outbox_rows(out)])
+                await insert_new(
+                    s, [[inc], [reporter], rows, timeline, outbox_rows(out)], s.get_bind().dialect
+                )
     except BaseException:
         remove_files(root, written)
         raise
@@ -362,13 +365,32 @@ _DUPLICATE_CANDIDATES = (
 )
 
 
-async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident | None:
+async def _insert_unless_duplicate(
+    core: Core, inc: Incident, *, lookup: bool, groups: list[list[Any]]
+) -> bool:
+    """The common case in two statements and no transaction: on PostgreSQL the duplicate
+    look-up, then all new rows in one atomic statement. False when the slow path must run:
+    a possible duplicate (its primary must be locked and updated) or SQLite (whose writes take
+    the write lock up front, see db.py)."""
+    if core.engine.dialect.name != "postgresql":
+        return False
+    async with core.engine.connect() as conn:
+        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        if lookup and await _best_candidate(core, conn, inc) is not None:
+            return False
+        await insert_new(conn, groups, conn.dialect)
+    return True
+
+
+async def _best_candidate(
+    core: Core, conn: AsyncSession | AsyncConnection, inc: Incident
+) -> duplicates.Candidate | None:
     assert inc.lat is not None and inc.lon is not None
     radius = core.settings.duplicate_radius_m
     window = timedelta(minutes=core.settings.duplicate_window_min)
     min_lat, max_lat, min_lon, max_lon = duplicates.bounding_box(inc.lat, inc.lon, radius)
     rows = (
-        await s.execute(
+        await conn.execute(
             _DUPLICATE_CANDIDATES,
             {
                 "group": inc.category_group,
@@ -381,7 +403,7 @@ async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident 
             },
         )
     ).all()
-    best = duplicates.pick_primary(
+    return duplicates.pick_primary(
         duplicates.NewReport(group=inc.category_group, lat=inc.lat, lon=inc.lon, at=inc.created_at),
         [
             duplicates.Candidate(
@@ -397,6 +419,10 @@ async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident 
         radius_m=radius,
         window=window,
     )
+
+
+async def _find_primary(core: Core, s: AsyncSession, inc: Incident) -> Incident | None:
+    best = await _best_candidate(core, s, inc)
     if best is None:
         return None
     primary = await _load(s, best.incident_id, lock=True)

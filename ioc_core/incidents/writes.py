@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.dialects.sqlite.base import SQLiteDialect
 from sqlalchemy.engine import Dialect
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ioc_core.db import Base
 
@@ -103,7 +103,9 @@ def _statements(shape: Shape, dialect_name: str) -> tuple[tuple[TextClause, froz
     )
 
 
-async def insert_new(session: AsyncSession, groups: Sequence[Sequence[Base]]) -> None:
+async def insert_new(
+    executor: AsyncSession | AsyncConnection, groups: Sequence[Sequence[Base]], dialect: Dialect
+) -> None:
     """Insert new (transient) ORM objects, one group per table, parents first."""
     shape: list[tuple[Table, tuple[str, ...], int]] = []
     params: dict[str, Any] = {}
@@ -119,5 +121,5 @@ async def insert_new(session: AsyncSession, groups: Sequence[Sequence[Base]]) ->
         for r, row in enumerate(rows):
             for c in columns:
                 params[_name(part, r, c)] = row[c]
-    for stmt, names in _statements(tuple(shape), session.get_bind().dialect.name):
-        await session.execute(stmt, {k: v for k, v in params.items() if k in names})
+    for stmt, names in _statements(tuple(shape), dialect.name):
+        await executor.execute(stmt, {k: v for k, v in params.items() if k in names})
