@@ -104,13 +104,9 @@ def upgrade() -> None:
             "event", sa.JSON().with_variant(postgresql.JSONB(), "postgresql"), nullable=False
         ),
         sa.Column("created_at", ioc_core.db.UTCDateTime(), nullable=False),
-        sa.Column("published_at", ioc_core.db.UTCDateTime(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_outbox")),
         sa.UniqueConstraint("event_id", name=op.f("uq_outbox_event_id")),
     )
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.create_index("ix_outbox_unpublished", ["published_at", "id"], unique=False)
-
     op.create_table(
         "tracking_counters",
         sa.Column("prefix", sa.String(length=16), nullable=False),
@@ -341,9 +337,6 @@ def downgrade() -> None:
     op.drop_table("api_tokens")
     op.drop_table("agencies")
     op.drop_table("tracking_counters")
-    with op.batch_alter_table("outbox", schema=None) as batch_op:
-        batch_op.drop_index("ix_outbox_unpublished")
-
     op.drop_table("outbox")
     op.drop_table("consumed_events")
     with op.batch_alter_table("categories", schema=None) as batch_op:
