@@ -41,7 +41,7 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
-def _settings(data_dir: Path, url: str, **over: Any) -> Settings:
+def make_settings(data_dir: Path, url: str, **over: Any) -> Settings:
     return Settings.from_env(
         {"IOC_DATA_DIR": str(data_dir), "IOC_DATABASE_URL": url, "IOC_AREA_PROVINCES": "75"}, **over
     )
@@ -51,7 +51,7 @@ def _settings(data_dir: Path, url: str, **over: Any) -> Settings:
 def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     d = tmp_path_factory.mktemp("tpl")
     path = d / "template.sqlite3"
-    asyncio.run(prepare_database(_settings(d, f"sqlite+aiosqlite:///{path}")))
+    asyncio.run(prepare_database(make_settings(d, f"sqlite+aiosqlite:///{path}")))
     return path
 
 
@@ -59,7 +59,7 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def pg_template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     name = f"ioc_tpl_{uuid.uuid4().hex[:10]}"
     asyncio.run(_pg(f'CREATE DATABASE "{name}"'))
-    asyncio.run(prepare_database(_settings(tmp_path_factory.mktemp("pgtpl"), pg_url(name))))
+    asyncio.run(prepare_database(make_settings(tmp_path_factory.mktemp("pgtpl"), pg_url(name))))
     yield name
     asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
@@ -85,7 +85,7 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    return _settings(tmp_path / "data", database_url)
+    return make_settings(tmp_path / "data", database_url)
 
 
 @pytest.fixture

@@ -17,10 +17,10 @@ from ioc_core.runtime import Core
 
 async def wait_until(
     predicate: Callable[[], Awaitable[Any] | Any],
-    *,
     within: float = 5.0,
-    interval: float = 0.02,
     what: str = "condition",
+    *,
+    interval: float = 0.02,
 ) -> Any:
     """Poll until `predicate` returns something truthy; fail with `what` after `within` seconds."""
     deadline = time.monotonic() + within

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,36 +20,14 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class CategoryInfo:
-    code: str
-    parent_code: str | None
-    group_code: str
-    name_vi: str
-    name_en: str
-    track: str
-    deadline_days: int | None
-    priority: str
-    keywords: str
-    description_vi: str
-    description_en: str
-    active: bool
+class CategoryInfo(loaders.CategoryRow):
+    """A category as the rest of the core sees it: the loaded row plus whether it is active."""
+
+    active: bool = True
 
 
 def category_info(c: Category) -> CategoryInfo:
-    return CategoryInfo(
-        code=c.code,
-        parent_code=c.parent_code,
-        group_code=c.group_code,
-        name_vi=c.name_vi,
-        name_en=c.name_en,
-        track=c.track,
-        deadline_days=c.deadline_days,
-        priority=c.priority,
-        keywords=c.keywords,
-        description_vi=c.description_vi,
-        description_en=c.description_en,
-        active=c.active,
-    )
+    return CategoryInfo(**{f.name: getattr(c, f.name) for f in fields(CategoryInfo)})
 
 
 async def load_catalogue(

@@ -34,7 +34,13 @@ from ioc_core.bus import Event
 from ioc_core.db import UTCDateTime, new_id, transaction
 from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ioc_core.incidents import duplicates, lifecycle, sla, views
-from ioc_core.incidents.attachments import Upload, check_photo, remove_files, write_photo
+from ioc_core.incidents.attachments import (
+    Photo,
+    Upload,
+    check_photo,
+    remove_files,
+    write_photo,
+)
 from ioc_core.incidents.audit import entry_hash, sha256_text
 from ioc_core.incidents.lifecycle import PHASE, Phase, State
 from ioc_core.incidents.models import (
@@ -177,6 +183,38 @@ async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incid
     return inc
 
 
+def _store_photos(
+    core: Core,
+    incident_id: str,
+    photos: Sequence[Photo],
+    principal: Principal,
+    at: datetime,
+    written: list[str],
+) -> list[Attachment]:
+    """Write checked photos to disk (paths go to `written`, for removal if the transaction
+    fails) and return their rows."""
+    rows = []
+    for p in photos:
+        rel = write_photo(core.settings.attachments_dir, incident_id, p)
+        written.append(rel)
+        rows.append(
+            Attachment(
+                id=new_id(),
+                incident_id=incident_id,
+                filename=p.filename,
+                content_type=p.content_type,
+                size=p.size,
+                sha256=p.sha256,
+                path=rel,
+                width=p.width,
+                height=p.height,
+                uploaded_by=principal.actor,
+                created_at=at,
+            )
+        )
+    return rows
+
+
 async def _check_location(core: Core, loc: LocationIn | None) -> None:
     if loc is not None and loc.area_code:
         await core.catalogue.check_area(loc.area_code)
@@ -270,25 +308,7 @@ async def report_incident(
     written: list[str] = []
     primary: Incident | None = None
     try:
-        rows = []
-        for p in photos:
-            rel = write_photo(root, inc.id, p)
-            written.append(rel)
-            rows.append(
-                Attachment(
-                    id=new_id(),
-                    incident_id=inc.id,
-                    filename=p.filename,
-                    content_type=p.content_type,
-                    size=p.size,
-                    sha256=p.sha256,
-                    path=rel,
-                    width=p.width,
-                    height=p.height,
-                    uploaded_by=principal.actor,
-                    created_at=now,
-                )
-            )
+        rows = _store_photos(core, inc.id, photos, principal, now, written)
         timeline: list[TimelineEntry] = []
         _append(
             timeline,
@@ -670,25 +690,7 @@ async def attach(
                     error_id="too-many-attachments",
                 )
             now = core.clock()
-            rows = []
-            for p in photos:
-                rel = write_photo(root, inc.id, p)
-                written.append(rel)
-                rows.append(
-                    Attachment(
-                        id=new_id(),
-                        incident_id=inc.id,
-                        filename=p.filename,
-                        content_type=p.content_type,
-                        size=p.size,
-                        sha256=p.sha256,
-                        path=rel,
-                        width=p.width,
-                        height=p.height,
-                        uploaded_by=principal.actor,
-                        created_at=now,
-                    )
-                )
+            rows = _store_photos(core, inc.id, photos, principal, now, written)
             s.add_all(rows)
             for a in rows:
                 _append(

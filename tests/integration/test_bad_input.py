@@ -21,6 +21,7 @@ from ioc_core.config import Settings
 from ioc_core.incidents.models import Attachment, Entry, Incident, Reporter, TimelineEntry
 from ioc_core.outbox import OutboxRow
 from ioc_core.runtime import Core
+from tests.conftest import make_settings
 from tests.helpers import auth, image_bytes, make_token, report
 
 MAX_PHOTO = 2000
@@ -32,12 +33,9 @@ TABLES = (Incident, Reporter, Attachment, TimelineEntry, OutboxRow, Entry)
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Overrides conftest's: small limits, so the limit cases stay small and fast."""
-    return Settings.from_env(
-        {
-            "IOC_DATA_DIR": str(tmp_path / "data"),
-            "IOC_DATABASE_URL": database_url,
-            "IOC_AREA_PROVINCES": "75",
-        },
+    return make_settings(
+        tmp_path / "data",
+        database_url,
         max_attachment_bytes=MAX_PHOTO,
         max_attachments=MAX_PHOTOS,
         max_body_bytes=MAX_BODY,

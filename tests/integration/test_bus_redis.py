@@ -6,15 +6,13 @@ Every test works on its own stream (uuid in the name) and deletes it afterwards.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import json
 import os
 import signal
 import sys
-import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,34 +22,14 @@ import pytest
 from redis.asyncio import Redis
 
 from ioc_core.bus import Event, Handler, RedisStreamsBus
+from tests.conftest import PG_ADMIN as PG_ADMIN_DSN
+from tests.conftest import REDIS_URL
+from tests.helpers import wait_until
 from tests.integration._bus_consumer import SCHEMA, apply_event
 
 pytestmark = pytest.mark.redis
 
-REDIS_URL = os.environ.get("IOC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PG_ADMIN_DSN = os.environ.get(
-    "IOC_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 ROOT = Path(__file__).resolve().parents[2]
-
-
-async def wait_until(
-    predicate: Callable[[], bool | Awaitable[bool]],
-    timeout: float,  # noqa: ASYNC109 - a polling deadline, not a cancellation scope
-    what: str = "condition",
-    interval: float = 0.02,
-) -> None:
-    """Poll `predicate` (sync or async) until true; fail the test after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 def ev(name: str = "incident.created", **payload: object) -> Event:

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from ioc_core.config import Settings
 from ioc_core.incidents.models import Incident
 from ioc_core.runtime import Core
+from tests.conftest import make_settings
 from tests.helpers import auth, make_token
 
 BASE = "/open311/v2"
@@ -54,14 +55,7 @@ MAX_BODY = 64 * 1024
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     """Overrides conftest's with a small body limit, so the 413 case stays cheap."""
-    return Settings.from_env(
-        {
-            "IOC_DATA_DIR": str(tmp_path / "data"),
-            "IOC_DATABASE_URL": database_url,
-            "IOC_AREA_PROVINCES": "75",
-        },
-        max_body_bytes=MAX_BODY,
-    )
+    return make_settings(tmp_path / "data", database_url, max_body_bytes=MAX_BODY)
 
 
 def form(key: str | None, /, **over: str | None) -> dict[str, str]:
