@@ -136,6 +136,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ----------------------------------------------------------------- admin commands
 
 
+def cmd_db_revision(args: argparse.Namespace) -> int:
+    """For developers: autogenerate a migration from the models against an upgraded DB."""
+    from ioc_core.migrate import revision, upgrade
+
+    settings = _settings(args)
+    asyncio.run(upgrade(settings.database_url))
+    revision(settings.database_url, args.message)
+    return 0
+
+
 def cmd_setup(args: argparse.Namespace) -> int:
     """Prepare what `ioc run` needs. Heavy artefacts (added by the telephony, speech and NLU
     roles) are built into IOC_CACHE_DIR through `ioc_core.artifacts.ArtifactCache`."""
@@ -297,6 +307,9 @@ def parser() -> argparse.ArgumentParser:
     setup.set_defaults(fn=cmd_setup)
 
     dbp = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
+    rev = dbp.add_parser("revision", help="(developers) autogenerate a migration")
+    rev.add_argument("-m", "--message", required=True)
+    rev.set_defaults(fn=cmd_db_revision)
     dbp.add_parser("upgrade", help="migrate to the latest schema").set_defaults(fn=cmd_db_upgrade)
 
     tok = sub.add_parser("token", help="API tokens").add_subparsers(dest="tok_cmd", required=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -34,8 +34,6 @@ class Core:
     tracking: TrackingAllocator
     tokens: TokenVerifier
     clock: Callable[[], datetime] = db.utcnow
-    started: bool = False
-    extras: dict[str, Any] = field(default_factory=dict)
 
     async def health(self) -> dict[str, Any]:
         database, bus = await asyncio.gather(db.ping(self.engine), self.bus.health())
@@ -96,5 +94,4 @@ async def start_core(settings: Settings, *, bus: Bus | None = None, migrate: boo
     await core.catalogue.refresh()
     await core.bus.start()
     await core.relay.start()
-    core.started = True
     return core

@@ -107,7 +107,3 @@ ATTACH_ROLES = frozenset({Role.CITIZEN, Role.SERVICE, Role.AGENCY} | STAFF)
 UPDATE_ROLES = STAFF
 MERGE_ROLES = STAFF
 ESCALATE_ROLES = STAFF
-
-
-def may(role: Role, allowed: frozenset[Role]) -> bool:
-    return role in allowed

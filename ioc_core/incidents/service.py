@@ -8,7 +8,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Select, and_, bindparam, func, or_, select, text
@@ -846,35 +846,22 @@ async def _owns(s: AsyncSession, inc: Incident, principal: Principal) -> bool:
     return bool(n)
 
 
+_Owned = TypeVar("_Owned", Reporter, Entry, Attachment)
+
+
+async def _owned(s: AsyncSession, model: type[_Owned], incident_id: str) -> list[_Owned]:
+    """An incident's reporters, entries or photos, oldest first."""
+    stmt = select(model).where(model.incident_id == incident_id).order_by(model.created_at)
+    return list((await s.scalars(stmt)).all())
+
+
 async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
     async with core.sessions() as s:
         inc = await _load(s, ref)
         _check_scope(inc, principal)
-        reporters = list(
-            (
-                await s.scalars(
-                    select(Reporter)
-                    .where(Reporter.incident_id == inc.id)
-                    .order_by(Reporter.created_at)
-                )
-            ).all()
-        )
-        entries = list(
-            (
-                await s.scalars(
-                    select(Entry).where(Entry.incident_id == inc.id).order_by(Entry.created_at)
-                )
-            ).all()
-        )
-        attachments = list(
-            (
-                await s.scalars(
-                    select(Attachment)
-                    .where(Attachment.incident_id == inc.id)
-                    .order_by(Attachment.created_at)
-                )
-            ).all()
-        )
+        reporters = await _owned(s, Reporter, inc.id)
+        entries = await _owned(s, Entry, inc.id)
+        attachments = await _owned(s, Attachment, inc.id)
         dups = list(
             (
                 await s.scalars(
@@ -1111,20 +1098,3 @@ async def list_incidents(
     more = len(rows) > f.limit
     rows = rows[: f.limit]
     return rows, (encode_cursor(rows[-1]) if more and rows else None), total
-
-
-async def reporters_for(core: Core, incident_ids: Sequence[str]) -> dict[str, list[Reporter]]:
-    if not incident_ids:
-        return {}
-    async with core.sessions() as s:
-        rows = (
-            await s.scalars(
-                select(Reporter)
-                .where(Reporter.incident_id.in_(incident_ids))
-                .order_by(Reporter.created_at)
-            )
-        ).all()
-    out: dict[str, list[Reporter]] = {}
-    for r in rows:
-        out.setdefault(r.incident_id, []).append(r)
-    return out

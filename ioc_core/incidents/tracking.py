@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -63,12 +63,3 @@ class TrackingAllocator:
             except IntegrityError:
                 continue  # another process created the row first: update it instead
         raise RuntimeError("could not reserve tracking numbers")
-
-    async def current(self, year: int) -> int:
-        async with self._sessions() as session:
-            v = await session.scalar(
-                select(TrackingCounter.value).where(
-                    TrackingCounter.prefix == self._prefix, TrackingCounter.year == year
-                )
-            )
-        return int(v or 0)

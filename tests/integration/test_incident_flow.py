@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ioc_core import events as ev
 from ioc_core.bus import Event, InProcessBus
 from ioc_core.config import Settings
+from ioc_core.incidents.service import reporters_to_notify
 from ioc_core.incidents.verify import verify_all
 from ioc_core.runtime import Core, start_core
 from ioc_core.web.app import make_app
@@ -150,6 +151,9 @@ async def test_duplicates_merge_and_unmerge(client: Any, core: Core) -> None:
         await client.get(f"/api/v1/incidents/{first['id']}", headers=auth(staff))
     ).json()
     assert primary["reporter_count"] == 2
+    # Both reporters hear about the primary's progress (RP-8, RP-9).
+    linked = await reporters_to_notify(core, first["code"])
+    assert [r.incident_id for r in linked] == [first["id"], second["id"]]
     assert [d["code"] for d in primary["duplicates"]] == [second["code"]]
 
     r = await client.post(
