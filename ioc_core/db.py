@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,10 @@ from typing import Any
 import orjson
 from sqlalchemy import JSON, BigInteger, DateTime, Integer, MetaData, event, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -148,3 +151,47 @@ async def ping(engine: AsyncEngine) -> dict[str, Any]:
         return {"status": "ok", "dialect": engine.dialect.name}
     except Exception as exc:  # health must report, never raise
         return {"status": "down", "dialect": engine.dialect.name, "error": str(exc)}
+
+
+@dataclass(frozen=True)
+class RawStatement:
+    """A statement compiled once for asyncpg: `$n` placeholders and the names behind them.
+
+    For the few hot statements where SQLAlchemy's per-execution work (parameter processing,
+    result set-up) costs more than PostgreSQL's. Values go to asyncpg as they are, except JSON
+    columns, which are serialised here (SQLAlchemy's asyncpg codec for json/jsonb takes text).
+    """
+
+    sql: str
+    names: tuple[str, ...]
+    defaults: Mapping[str, Any]
+    json_names: frozenset[str]
+
+    def args(self, params: Mapping[str, Any]) -> list[Any]:
+        out = []
+        for name in self.names:
+            value = params[name] if name in params else self.defaults[name]
+            out.append(_json_text(value) if name in self.json_names else value)
+        return out
+
+
+def compile_raw(stmt: Any, json_names: frozenset[str] = frozenset()) -> RawStatement:
+    compiled = stmt.compile(dialect=PGDialect(paramstyle="numeric_dollar"))  # type: ignore[no-untyped-call]
+    return RawStatement(
+        sql=str(compiled),
+        names=tuple(compiled.positiontup or ()),
+        defaults=dict(compiled.params),
+        json_names=json_names,
+    )
+
+
+def dialect_name(executor: AsyncSession | AsyncConnection) -> str:
+    bind = executor.get_bind() if isinstance(executor, AsyncSession) else executor
+    return bind.dialect.name
+
+
+async def driver_connection(executor: AsyncSession | AsyncConnection) -> Any:
+    """The asyncpg connection under a session or connection, inside its transaction if any."""
+    conn = await executor.connection() if isinstance(executor, AsyncSession) else executor
+    raw = await conn.get_raw_connection()
+    return raw.driver_connection

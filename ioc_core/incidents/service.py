@@ -31,7 +31,14 @@ from ioc_core.access.roles import (
     Scope,
 )
 from ioc_core.bus import Event
-from ioc_core.db import UTCDateTime, new_id, transaction
+from ioc_core.db import (
+    UTCDateTime,
+    compile_raw,
+    dialect_name,
+    driver_connection,
+    new_id,
+    transaction,
+)
 from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from ioc_core.incidents import duplicates, lifecycle, sla, views
 from ioc_core.incidents.attachments import (
@@ -351,9 +358,7 @@ async def report_incident(
                         note="",
                         inc_sink=timeline,
                     )
-                await insert_new(
-                    s, [[inc], [reporter], rows, timeline, outbox_rows(out)], s.get_bind().dialect
-                )
+                await insert_new(s, [[inc], [reporter], rows, timeline, outbox_rows(out)])
     except BaseException:
         remove_files(root, written)
         raise
@@ -385,6 +390,9 @@ _DUPLICATE_CANDIDATES = (
 )
 
 
+_DUPLICATE_CANDIDATES_PG = compile_raw(_DUPLICATE_CANDIDATES)
+
+
 async def _insert_unless_duplicate(
     core: Core, inc: Incident, *, lookup: bool, groups: list[list[Any]]
 ) -> bool:
@@ -394,11 +402,11 @@ async def _insert_unless_duplicate(
     the write lock up front, see db.py)."""
     if core.engine.dialect.name != "postgresql":
         return False
+    # No transaction is begun on this connection: each statement commits on its own.
     async with core.engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
         if lookup and await _best_candidate(core, conn, inc) is not None:
             return False
-        await insert_new(conn, groups, conn.dialect)
+        await insert_new(conn, groups)
     return True
 
 
@@ -409,30 +417,31 @@ async def _best_candidate(
     radius = core.settings.duplicate_radius_m
     window = timedelta(minutes=core.settings.duplicate_window_min)
     min_lat, max_lat, min_lon, max_lon = duplicates.bounding_box(inc.lat, inc.lon, radius)
-    rows = (
-        await conn.execute(
-            _DUPLICATE_CANDIDATES,
-            {
-                "group": inc.category_group,
-                "since": inc.created_at - window,
-                "self": inc.id,
-                "min_lat": min_lat,
-                "max_lat": max_lat,
-                "min_lon": min_lon,
-                "max_lon": max_lon,
-            },
-        )
-    ).all()
+    params = {
+        "group": inc.category_group,
+        "since": inc.created_at - window,
+        "self": inc.id,
+        "min_lat": min_lat,
+        "max_lat": max_lat,
+        "min_lon": min_lon,
+        "max_lon": max_lon,
+    }
+    rows: Sequence[Any]
+    if dialect_name(conn) == "postgresql":
+        raw = await driver_connection(conn)
+        rows = await raw.fetch(_DUPLICATE_CANDIDATES_PG.sql, *_DUPLICATE_CANDIDATES_PG.args(params))
+    else:
+        rows = [r._mapping for r in await conn.execute(_DUPLICATE_CANDIDATES, params)]
     return duplicates.pick_primary(
         duplicates.NewReport(group=inc.category_group, lat=inc.lat, lon=inc.lon, at=inc.created_at),
         [
             duplicates.Candidate(
-                incident_id=r.id,
-                group=r.category_group,
-                lat=r.lat,
-                lon=r.lon,
-                created_at=r.created_at,
-                is_open=r.phase in OPEN_PHASES,
+                incident_id=r["id"],
+                group=r["category_group"],
+                lat=r["lat"],
+                lon=r["lon"],
+                created_at=r["created_at"],
+                is_open=r["phase"] in OPEN_PHASES,
             )
             for r in rows
         ],

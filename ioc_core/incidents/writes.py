@@ -1,40 +1,26 @@
-"""Writing a new report's rows in as few round trips as the database allows.
+"""Writing a new report's rows in as few round trips and as little CPU as the database allows.
 
-A report is the hot path (≥ 1,000/s is the target): the ORM's unit of work costs several
-statements and most of the CPU per report. New rows are inserted with Core statements instead:
-on PostgreSQL as ONE statement of data-modifying CTEs (its foreign keys are checked at the end
-of the statement, so the order of the parts does not matter); on SQLite, which has no such
-CTEs, as one INSERT per table inside the caller's transaction.
-
-The statements are built once per *shape* (which columns, how many rows per table) and kept as
-SQL text with typed, named parameters: SQLAlchemy does not cache the compiled form of INSERTs
-inside CTEs, and compiling them on every report cost more than everything else together.
+A report is the hot path (≥ 1,000/s is the target). The ORM's unit of work cost several
+statements and most of the CPU per report, so new rows are inserted with Core statements:
+- on PostgreSQL as ONE statement of data-modifying CTEs (foreign keys are checked at the end
+  of the statement, so the order of the parts does not matter), compiled once per *shape*
+  (which tables, how many rows) and sent straight to asyncpg — SQLAlchemy did not cache the
+  compiled form of INSERTs inside CTEs, and compiling them on every report cost more than
+  everything else together;
+- on SQLite, which has no such CTEs, as one cached INSERT per table in the caller's
+  transaction.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    BindParameter,
-    Table,
-    TextClause,
-    bindparam,
-    insert,
-    inspect,
-    literal_column,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql.base import PGDialect
-from sqlalchemy.dialects.sqlite.base import SQLiteDialect
-from sqlalchemy.engine import Dialect
+from sqlalchemy import JSON, Table, bindparam, insert, inspect, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from ioc_core.db import Base
+from ioc_core.db import Base, RawStatement, compile_raw, dialect_name, driver_connection
 
 # (table, column names of its rows, number of rows) per part
 Shape = tuple[tuple[Table, tuple[str, ...], int], ...]
@@ -63,63 +49,44 @@ def _name(part: int, row: int, column: str) -> str:
     return f"p{part}_{row}_{column}"
 
 
-def _insert(part: int, table: Table, columns: tuple[str, ...], nrows: int) -> Any:
-    return insert(table).values(
-        [
-            {c: bindparam(_name(part, r, c), type_=table.c[c].type) for c in columns}
-            for r in range(nrows)
-        ]
-    )
-
-
-def _as_text(stmt: Any, dialect: Dialect, binds: list[BindParameter[Any]]) -> TextClause:
-    """Compile once to SQL with named parameters; TextClause compiles are cached."""
-    sql = str(stmt.compile(dialect=dialect))
-    # text() cannot parse ":name::JSONB" (a bind followed by a cast) back: spell it CAST().
-    sql = re.sub(r":(\w+)::([A-Z][A-Z0-9_ ]*[A-Z0-9_])", r"CAST(:\1 AS \2)", sql)
-    return text(sql).bindparams(*binds)
-
-
 @cache
-def _statements(shape: Shape, dialect_name: str) -> tuple[tuple[TextClause, frozenset[str]], ...]:
-    """Per shape: the statements to run and the parameter names each takes."""
-    # The generic PostgreSQL dialect: named parameters without driver-specific casts, which
-    # text() could not parse back (":name::VARCHAR").
-    dialect = (PGDialect if dialect_name == "postgresql" else SQLiteDialect)(paramstyle="named")
-    parts = []
+def _postgres_statement(shape: Shape) -> RawStatement:
+    stmt: Any = select(literal_column("1"))
+    json_names: set[str] = set()
     for n, (table, columns, nrows) in enumerate(shape):
-        binds = [
-            bindparam(_name(n, r, c), type_=table.c[c].type) for r in range(nrows) for c in columns
+        rows: list[dict[str, Any]] = [
+            {c: bindparam(_name(n, r, c)) for c in columns} for r in range(nrows)
         ]
-        parts.append((_insert(n, table, columns, nrows), binds))
-    if dialect_name == "postgresql":
-        stmt: Any = select(literal_column("1"))
-        for n, (ins, _b) in enumerate(parts):
-            stmt = stmt.add_cte(ins.cte(f"new_{n}"))
-        binds = [b for _ins, bs in parts for b in bs]
-        return ((_as_text(stmt, dialect, binds), frozenset(b.key for b in binds)),)
-    return tuple(
-        (_as_text(ins, dialect, binds), frozenset(b.key for b in binds)) for ins, binds in parts
-    )
+        stmt = stmt.add_cte(insert(table).values(rows).cte(f"new_{n}"))
+        json_names |= {
+            _name(n, r, c)
+            for r in range(nrows)
+            for c in columns
+            if isinstance(table.c[c].type, JSON)
+        }
+    return compile_raw(stmt, frozenset(json_names))
 
 
 async def insert_new(
-    executor: AsyncSession | AsyncConnection, groups: Sequence[Sequence[Base]], dialect: Dialect
+    executor: AsyncSession | AsyncConnection, groups: Sequence[Sequence[Base]]
 ) -> None:
     """Insert new (transient) ORM objects, one group per table, parents first."""
-    shape: list[tuple[Table, tuple[str, ...], int]] = []
-    params: dict[str, Any] = {}
+    parts: list[tuple[Table, list[dict[str, Any]]]] = []
     for objs in groups:
-        if not objs:
-            continue
-        table = objs[0].__table__
-        assert isinstance(table, Table)
-        rows = [_values(o, table) for o in objs]
-        columns = tuple(sorted(rows[0]))
-        part = len(shape)
-        shape.append((table, columns, len(rows)))
-        for r, row in enumerate(rows):
-            for c in columns:
-                params[_name(part, r, c)] = row[c]
-    for stmt, names in _statements(tuple(shape), dialect.name):
-        await executor.execute(stmt, {k: v for k, v in params.items() if k in names})
+        if objs:
+            table = objs[0].__table__
+            assert isinstance(table, Table)
+            parts.append((table, [_values(o, table) for o in objs]))
+    if dialect_name(executor) != "postgresql":
+        for table, rows in parts:
+            await executor.execute(insert(table), rows)
+        return
+    shape: Shape = tuple((t, tuple(rows[0]), len(rows)) for t, rows in parts)
+    params = {
+        _name(n, r, c): v
+        for n, (_t, rows) in enumerate(parts)
+        for r, row in enumerate(rows)
+        for c, v in row.items()
+    }
+    stmt = _postgres_statement(shape)
+    await (await driver_connection(executor)).execute(stmt.sql, *stmt.args(params))
