@@ -17,7 +17,7 @@ $(STAMP):
 setup: $(STAMP)
 
 run: setup
-	$(VENV)/bin/ioc setup
+	$(VENV)/bin/ioc setup core
 	$(VENV)/bin/ioc run
 
 services:

@@ -76,6 +76,23 @@ class ArtifactCache:
 
     def _remove_stale(self, name: str, *, keep: Path) -> None:
         for old in self.root.glob(f"{name}-*"):
-            if old != keep and old.is_dir():
-                logger.info("removing stale %s", old)
-                shutil.rmtree(old, ignore_errors=True)
+            if old == keep or not old.is_dir():
+                continue
+            if mounts_under(old):
+                # A chroot still in use has /proc and /dev bound inside: deleting through a
+                # bind mount of /dev would delete the host's device nodes. Leave it.
+                logger.warning("not removing stale %s: something is mounted inside it", old)
+                continue
+            logger.info("removing stale %s", old)
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def mounts_under(path: Path) -> list[str]:
+    """Mount points at or below `path` (from /proc/mounts)."""
+    base = str(path.resolve())
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return []
+    points = [line.split()[1].replace("\\040", " ") for line in lines if len(line.split()) > 1]
+    return [p for p in points if p == base or p.startswith(base + "/")]

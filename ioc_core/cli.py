@@ -153,21 +153,38 @@ def cmd_setup(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _logging(settings)
-    settings.attachments_dir.mkdir(parents=True, exist_ok=True)
-    settings.cache_dir.mkdir(parents=True, exist_ok=True)
-    counts = asyncio.run(prepare_database(settings))
-    print(
-        json.dumps(
-            {
-                "data_dir": str(settings.data_dir),
-                "cache_dir": str(settings.cache_dir),
-                "database": "sqlite" if settings.embedded_database else "postgresql",
-                "catalogue_loaded": counts,
-            },
-            ensure_ascii=False,
+    steps = _plugins("ioc.setup")
+    unknown = set(args.components) - set(steps) - {"core"}
+    if unknown:
+        print(
+            f"ioc setup: unknown component(s) {sorted(unknown)}; known: core, "
+            f"{', '.join(sorted(steps))}",
+            file=sys.stderr,
         )
-    )
+        return 2
+    wanted = set(args.components) or {"core", *steps}
+    report: dict[str, Any] = {}
+    if "core" in wanted:
+        settings.attachments_dir.mkdir(parents=True, exist_ok=True)
+        settings.cache_dir.mkdir(parents=True, exist_ok=True)
+        report["core"] = {
+            "data_dir": str(settings.data_dir),
+            "cache_dir": str(settings.cache_dir),
+            "database": "sqlite" if settings.embedded_database else "postgresql",
+            "catalogue_loaded": asyncio.run(prepare_database(settings)),
+        }
+    for name, step in sorted(steps.items()):
+        if name in wanted:
+            report[name] = step(settings)
+    print(json.dumps(report, ensure_ascii=False))
     return 0
+
+
+def _plugins(group: str) -> dict[str, Any]:
+    """Commands and setup steps that feature packages register as entry points."""
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep.load() for ep in entry_points(group=group)}
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -303,7 +320,9 @@ def parser() -> argparse.ArgumentParser:
     run.set_defaults(fn=cmd_run)
 
     setup = sub.add_parser("setup", help="prepare data, database and cached artefacts")
-    setup.add_argument("--role", choices=["all", "core"], default="all")
+    setup.add_argument(
+        "components", nargs="*", help="what to set up (default: everything, e.g. core asterisk)"
+    )
     setup.set_defaults(fn=cmd_setup)
 
     dbp = sub.add_parser("db", help="database").add_subparsers(dest="db_cmd", required=True)
@@ -341,6 +360,8 @@ def parser() -> argparse.ArgumentParser:
     cat.add_parser("load", help="(re)load the catalogue data files").set_defaults(
         fn=cmd_catalogue_load
     )
+    for register in _plugins("ioc.commands").values():
+        register(sub)
     return p
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
@@ -17,10 +18,11 @@ from aiohttp import FormData
 from PIL import Image
 from sqlalchemy import func, select
 
+from ioc_core.bus import InProcessBus
 from ioc_core.config import Settings
 from ioc_core.incidents.models import Attachment, Entry, Incident, Reporter, TimelineEntry
 from ioc_core.outbox import OutboxRow
-from ioc_core.runtime import Core
+from ioc_core.runtime import Core, start_core
 from tests.conftest import make_settings
 from tests.helpers import auth, image_bytes, make_token, report
 
@@ -51,6 +53,18 @@ def paths_under(root: Path) -> list[str]:
     for top, dirs, files in os.walk(root):
         out += [os.path.relpath(os.path.join(top, n), root) for n in dirs + files]
     return sorted(out)
+
+
+@pytest.fixture
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    """Overrides conftest's with the outbox relay stopped: it deletes the rows it publishes,
+    so with it running a wrongly written outbox row could vanish before it is counted."""
+    c = await start_core(settings, bus=InProcessBus(), migrate=False)
+    await c.relay.close()
+    try:
+        yield c
+    finally:
+        await c.close()
 
 
 async def footprint(core: Core) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""Running Asterisk in its chroot: start in the background with its PID tracked, wait until it
+has fully booted, stop by PID, report status, run CLI commands.
+
+Facts this relies on (measured, see ../shared/notes/platform-facts.md):
+- Asterisk needs /proc and /dev inside the chroot, and the host's /etc/hosts (without it every
+  call logs getaddrinfo errors and ARI externalMedia receives nothing);
+- it must run as the chroot's `asterisk` user (`-U root` fails: Asterisk drops capabilities
+  and can no longer read its 0640 configs), and its run/log/spool/lib dirs must belong to it;
+- the chroot shares the host's network, so 127.0.0.1 works both ways.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioc_core.artifacts import mounts_under
+
+logger = logging.getLogger(__name__)
+
+OWNED_DIRS = (
+    "/run/asterisk",
+    "/var/log/asterisk",
+    "/var/spool/asterisk",
+    "/var/lib/asterisk",
+    "/etc/asterisk",
+)
+MOUNTS = (("proc", "proc"), ("/dev", "dev"))  # (source, target inside the chroot)
+
+
+def _alive(pid: int) -> bool:
+    # Our own child lingers as a zombie after exiting (kill(pid, 0) still succeeds) until it
+    # is reaped; when another `ioc` process started it, init reaps it and kill() tells.
+    try:
+        done, _status = os.waitpid(pid, os.WNOHANG)
+        return done == 0
+    except ChildProcessError:
+        pass
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Status:
+    running: bool
+    pid: int | None
+    version: str = ""
+
+
+class AsteriskProcess:
+    def __init__(self, *, root: Path, state_dir: Path) -> None:
+        self.root = root
+        self.state_dir = state_dir
+        self.pid_file = state_dir / "asterisk.pid"
+        self.log_file = state_dir / "asterisk.console.log"
+
+    # ------------------------------------------------------------------ chroot plumbing
+
+    def _chroot(self, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            ["chroot", str(self.root), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def _mount(self) -> None:
+        mounted = set(mounts_under(self.root))
+        for source, target in MOUNTS:
+            point = self.root / target
+            if str(point.resolve()) in mounted:
+                continue
+            point.mkdir(parents=True, exist_ok=True)
+            cmd = (
+                ["mount", "-t", "proc", "proc", str(point)]
+                if source == "proc"
+                else ["mount", "--bind", source, str(point)]
+            )
+            subprocess.run(cmd, check=True)
+
+    def _unmount(self) -> None:
+        # Deepest first; lazy so a straggling process cannot keep /dev bound inside the cache.
+        for point in sorted(mounts_under(self.root), key=len, reverse=True):
+            subprocess.run(["umount", "-l", point], check=False)
+
+    def _prepare(self) -> None:
+        self._mount()
+        shutil.copyfile("/etc/hosts", self.root / "etc/hosts")
+        owned = " ".join(OWNED_DIRS)
+        result = self._chroot("sh", "-c", f"mkdir -p {owned} && chown -R asterisk:asterisk {owned}")
+        if result.returncode != 0:
+            raise RuntimeError(f"preparing the chroot failed: {result.stderr.strip()}")
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def pid(self) -> int | None:
+        try:
+            pid = int(self.pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if _alive(pid) else None
+
+    def start(self, *, timeout_s: float = 60) -> int:
+        """Start unless running; returns the PID once Asterisk has fully booted."""
+        if (pid := self.pid()) is not None:
+            return pid
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._prepare()
+        with open(self.log_file, "ab") as log:
+            proc = subprocess.Popen(
+                ["chroot", str(self.root), "asterisk", "-f", "-U", "asterisk", "-G", "asterisk"],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.pid_file.write_text(str(proc.pid))
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"asterisk exited with {proc.returncode}; see {self.log_file}")
+            if self._chroot("asterisk", "-rx", "core waitfullybooted", timeout=10).returncode == 0:
+                logger.info("asterisk running, pid %d", proc.pid)
+                return proc.pid
+            time.sleep(0.2)
+        self.stop()
+        raise TimeoutError(f"asterisk did not boot within {timeout_s:.0f}s; see {self.log_file}")
+
+    def stop(self, *, timeout_s: float = 15) -> None:
+        """Graceful stop through the CLI, then SIGTERM and SIGKILL to our PID only."""
+        pid = self.pid()
+        if pid is not None:
+            self._chroot("asterisk", "-rx", "core stop now", timeout=10)
+            deadline = time.monotonic() + timeout_s
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None and self.pid() is not None:
+                    os.kill(pid, sig)
+                while self.pid() is not None and time.monotonic() < deadline:
+                    time.sleep(0.1)
+                if self.pid() is None:
+                    break
+                deadline = time.monotonic() + 5
+        self.pid_file.unlink(missing_ok=True)
+        self._unmount()
+
+    def status(self) -> Status:
+        pid = self.pid()
+        if pid is None:
+            return Status(running=False, pid=None)
+        out = self.cli("core show version")
+        return Status(running=True, pid=pid, version=out.strip())
+
+    def cli(self, command: str) -> str:
+        result = self._chroot("asterisk", "-rx", command)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr.strip() or result.stdout.strip())
+        return result.stdout

@@ -1,0 +1,54 @@
+"""`ioc asterisk ...` and the `asterisk` setup step, plugged into the `ioc` command through
+entry points (pyproject.toml), so the core never imports telephony."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from ioc_core.artifacts import ArtifactCache
+from ioc_core.config import Settings
+from telephony.asterisk.chroot import ChrootUnavailable, ensure_chroot
+from telephony.asterisk.process import AsteriskProcess
+
+
+def _process(settings: Settings) -> AsteriskProcess:
+    root = ensure_chroot(ArtifactCache(settings.cache_dir))
+    return AsteriskProcess(root=root, state_dir=settings.data_dir / "asterisk")
+
+
+def setup_asterisk(settings: Settings) -> dict[str, Any]:
+    """Build (or reuse) the chroot and start Asterisk. Missing prerequisites are reported,
+    not fatal: the rest of the hub runs without the switchboard."""
+    try:
+        proc = _process(settings)
+    except ChrootUnavailable as exc:
+        print(f"ioc setup asterisk: {exc}; the hub runs without the switchboard", file=sys.stderr)
+        return {"status": "unavailable", "reason": str(exc)}
+    pid = proc.start()
+    return {"status": "running", "pid": pid, "root": str(proc.root)}
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    proc = _process(settings)
+    if args.action == "start":
+        print(json.dumps({"pid": proc.start()}))
+    elif args.action == "stop":
+        proc.stop()
+    elif args.action == "status":
+        st = proc.status()
+        print(json.dumps({"running": st.running, "pid": st.pid, "version": st.version}))
+        return 0 if st.running else 3
+    else:
+        print(proc.cli(" ".join(args.command)), end="")
+    return 0
+
+
+def register(sub: Any) -> None:
+    ast = sub.add_parser("asterisk", help="the project's own Asterisk (start/stop/status/cli)")
+    ast.add_argument("action", choices=["start", "stop", "status", "cli"])
+    ast.add_argument("command", nargs="*", help="for cli: an Asterisk CLI command")
+    ast.set_defaults(fn=_cmd)
