@@ -11,12 +11,17 @@ from typing import Any
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.asterisk.chroot import ChrootUnavailable, ensure_chroot
+from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 
 
 def _process(settings: Settings) -> AsteriskProcess:
     root = ensure_chroot(ArtifactCache(settings.cache_dir))
     return AsteriskProcess(root=root, state_dir=settings.data_dir / "asterisk")
+
+
+def _config(proc: AsteriskProcess) -> dict[str, str]:
+    return render(AsteriskSettings.from_env(proc.state_dir).placeholders())
 
 
 def setup_asterisk(settings: Settings) -> dict[str, Any]:
@@ -27,7 +32,7 @@ def setup_asterisk(settings: Settings) -> dict[str, Any]:
     except ChrootUnavailable as exc:
         print(f"ioc setup asterisk: {exc}; the hub runs without the switchboard", file=sys.stderr)
         return {"status": "unavailable", "reason": str(exc)}
-    pid = proc.start()
+    pid = proc.start(_config(proc))
     return {"status": "running", "pid": pid, "root": str(proc.root)}
 
 
@@ -35,7 +40,7 @@ def _cmd(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     proc = _process(settings)
     if args.action == "start":
-        print(json.dumps({"pid": proc.start()}))
+        print(json.dumps({"pid": proc.start(_config(proc))}))
     elif args.action == "stop":
         proc.stop()
     elif args.action == "status":

@@ -17,10 +17,12 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.artifacts import mounts_under
+from telephony.asterisk.config import write
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +33,7 @@ OWNED_DIRS = (
     "/var/lib/asterisk",
     "/etc/asterisk",
 )
-MOUNTS = (("proc", "proc"), ("/dev", "dev"))  # (source, target inside the chroot)
+SYSTEM_MOUNTS = (("proc", "proc"), ("/dev", "dev"))  # (source, target inside the chroot)
 
 
 def _alive(pid: int) -> bool:
@@ -62,6 +64,10 @@ class AsteriskProcess:
         self.state_dir = state_dir
         self.pid_file = state_dir / "asterisk.pid"
         self.log_file = state_dir / "asterisk.console.log"
+        # This instance's configuration and logs, bound over the chroot's own folders.
+        self.etc_dir = state_dir / "etc"
+        self.log_dir = state_dir / "log"
+        self._log_offset = 0  # where this run's part of messages.log begins
 
     # ------------------------------------------------------------------ chroot plumbing
 
@@ -76,7 +82,12 @@ class AsteriskProcess:
 
     def _mount(self) -> None:
         mounted = set(mounts_under(self.root))
-        for source, target in MOUNTS:
+        mounts = (
+            *SYSTEM_MOUNTS,
+            (str(self.etc_dir), "etc/asterisk"),
+            (str(self.log_dir), "var/log/asterisk"),
+        )
+        for source, target in mounts:
             point = self.root / target
             if str(point.resolve()) in mounted:
                 continue
@@ -110,11 +121,15 @@ class AsteriskProcess:
             return None
         return pid if _alive(pid) else None
 
-    def start(self, *, timeout_s: float = 60) -> int:
-        """Start unless running; returns the PID once Asterisk has fully booted."""
+    def start(self, config: Mapping[str, str], *, timeout_s: float = 60) -> int:
+        """Start unless running (with `config`: file name -> text for /etc/asterisk);
+        returns the PID once Asterisk has fully booted."""
         if (pid := self.pid()) is not None:
             return pid
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        write(self.etc_dir, config)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        messages = self.log_dir / "messages.log"
+        self._log_offset = messages.stat().st_size if messages.exists() else 0
         self._prepare()
         with open(self.log_file, "ab") as log:
             proc = subprocess.Popen(
@@ -159,6 +174,16 @@ class AsteriskProcess:
             return Status(running=False, pid=None)
         out = self.cli("core show version")
         return Status(running=True, pid=pid, version=out.strip())
+
+    def log_problems(self) -> list[str]:
+        """ERROR and WARNING lines this run wrote to the log: a clean start has none."""
+        log = self.log_dir / "messages.log"
+        if not log.exists():
+            return []
+        with open(log, "rb") as fh:
+            fh.seek(self._log_offset)
+            text = fh.read().decode(errors="replace")
+        return [line for line in text.splitlines() if " ERROR[" in line or " WARNING[" in line]
 
     def cli(self, command: str) -> str:
         result = self._chroot("asterisk", "-rx", command)

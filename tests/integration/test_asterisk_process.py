@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from ioc_core.artifacts import ArtifactCache, mounts_under
 from ioc_core.config import Settings
 from telephony.asterisk.chroot import ensure_chroot
+from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 
 pytestmark = pytest.mark.asterisk
@@ -31,8 +35,14 @@ def asterisk(chroot_root: Path, tmp_path: Path) -> Iterator[AsteriskProcess]:
 
 
 def test_start_status_cli_stop(asterisk: AsteriskProcess) -> None:
-    pid = asterisk.start()
-    assert asterisk.start() == pid  # already running: the same process
+    settings = AsteriskSettings.from_env(asterisk.state_dir)
+    config = render(settings.placeholders())
+    pid = asterisk.start(config)
+    assert asterisk.start(config) == pid  # already running: the same process
+    assert asterisk.log_problems() == [], "a clean start: no ERROR or WARNING in the log"
+    ari = f"http://127.0.0.1:{settings.http_port}/ari/asterisk/info"
+    assert _get(ari, settings.ari_user, settings.ari_password) == 200
+    assert _get(ari, settings.ari_user, "wrong") == 401
     status = asterisk.status()
     assert status.running and status.pid == pid and "Asterisk 22" in status.version
     assert "System uptime" in asterisk.cli("core show uptime")
@@ -41,6 +51,25 @@ def test_start_status_cli_stop(asterisk: AsteriskProcess) -> None:
     assert not asterisk.status().running
     assert mounts_under(asterisk.root) == [], "nothing stays mounted inside the cache"
     asterisk.stop()  # stopping a stopped Asterisk is fine
+
+
+def _get(url: str, user: str, password: str) -> int:
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return int(response.status)
+    except urllib.error.HTTPError as err:
+        return int(err.code)
+
+
+def test_every_placeholder_is_filled(tmp_path: Path) -> None:
+    files = render(AsteriskSettings.from_env(tmp_path).placeholders())
+    assert "modules.conf" in files and "http.conf" in files
+    assert all("${" not in text for text in files.values())
+    assert "bindaddr = 127.0.0.1" in files["http.conf"]  # loopback only
+    secrets = (tmp_path / "secrets.json").stat().st_mode & 0o777
+    assert secrets == 0o600
 
 
 def test_stale_artifact_with_mounts_is_not_deleted(tmp_path: Path) -> None:
