@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.asterisk.chroot import ChrootUnavailable, ensure_chroot
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, render, write
 from telephony.asterisk.process import AsteriskProcess
 
 
@@ -38,6 +39,14 @@ def setup_asterisk(settings: Settings) -> dict[str, Any]:
 
 def _cmd(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    if args.action == "render":
+        # For the production container (docker/asterisk): no chroot needed.
+        if len(args.command) != 1:
+            print("usage: ioc asterisk render DIR", file=sys.stderr)
+            return 2
+        state = settings.data_dir / "asterisk"
+        write(Path(args.command[0]), render(AsteriskSettings.from_env(state).placeholders()))
+        return 0
     proc = _process(settings)
     if args.action == "start":
         print(json.dumps({"pid": proc.start(_config(proc))}))
@@ -54,6 +63,8 @@ def _cmd(args: argparse.Namespace) -> int:
 
 def register(sub: Any) -> None:
     ast = sub.add_parser("asterisk", help="the project's own Asterisk (start/stop/status/cli)")
-    ast.add_argument("action", choices=["start", "stop", "status", "cli"])
-    ast.add_argument("command", nargs="*", help="for cli: an Asterisk CLI command")
+    ast.add_argument("action", choices=["start", "stop", "status", "cli", "render"])
+    ast.add_argument(
+        "command", nargs="*", help="cli: an Asterisk CLI command; render: the folder to write"
+    )
     ast.set_defaults(fn=_cmd)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import base64
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -12,11 +15,12 @@ import pytest
 
 from ioc_core.artifacts import ArtifactCache, mounts_under
 from ioc_core.config import Settings
-from telephony.asterisk.chroot import ensure_chroot
+from telephony.asterisk.chroot import PACKAGES, ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 
 pytestmark = pytest.mark.asterisk
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +74,28 @@ def test_every_placeholder_is_filled(tmp_path: Path) -> None:
     assert "bindaddr = 127.0.0.1" in files["http.conf"]  # loopback only
     secrets = (tmp_path / "secrets.json").stat().st_mode & 0o777
     assert secrets == 0o600
+
+
+def test_production_image_installs_what_the_chroot_installs() -> None:
+    dockerfile = (ROOT / "docker" / "asterisk" / "Dockerfile").read_text()
+    assert "FROM debian:sid" in dockerfile
+    for package in PACKAGES:
+        assert f" {package} " in dockerfile or f" {package}\n" in dockerfile, package
+
+
+def test_render_for_the_container(tmp_path: Path) -> None:
+    env = {**os.environ, "IOC_DATA_DIR": str(tmp_path / "data")}
+    out = tmp_path / "etc"
+    done = subprocess.run(
+        [sys.executable, "-m", "ioc_core.cli", "asterisk", "render", str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (out / "modules.conf").exists() and "${" not in (out / "ari.conf").read_text()
 
 
 def test_stale_artifact_with_mounts_is_not_deleted(tmp_path: Path) -> None:
