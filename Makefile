@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services lint bench clean
+.PHONY: run test setup services tools lint bench clean
 
 $(STAMP):
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
@@ -23,7 +23,10 @@ run: setup
 services:
 	scripts/ensure-services.sh
 
-test: setup services
+tools:
+	scripts/ensure-tools.sh
+
+test: setup services tools
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -1,4 +1,4 @@
-"""Asterisk configuration as data: `dialplans/etc/*.conf` with `${NAME}` placeholders,
+"""Asterisk configuration as data: `dialplans/etc/*.conf` with `@{NAME}` placeholders,
 rendered from settings into the instance's state folder and bound over the chroot's
 /etc/asterisk (the cached chroot itself stays pristine)."""
 
@@ -8,11 +8,26 @@ import json
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
 
+DEFAULT_AGENTS = "1001,1002,1003,1004,1005"  # five call-takers per shift, as in the seed
 DIALPLANS = Path(__file__).resolve().parents[2] / "dialplans" / "etc"
+
+
+_PLACEHOLDER = (
+    r"@(?:(?P<escaped>@@)|\{(?P<braced>[A-Z][A-Z0-9_]*)\}|(?P<named>(?!))|(?P<invalid>(?!)))"
+)
+
+
+class _Template(Template):
+    """`@{NAME}` (upper case, braces required): Asterisk's own `${VAR}` and `user@host`
+    pass through untouched."""
+
+    delimiter = "@"
+    # A str that Template.__init_subclass__ compiles (typeshed declares the compiled type).
+    pattern = _PLACEHOLDER  # type: ignore[assignment]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -26,6 +41,8 @@ class AsteriskSettings:
     ari_password: str = ""
     ami_user: str = "ioc"
     ami_password: str = ""
+    trunk_ips: tuple[str, ...] = ("127.0.0.1",)
+    agents: Mapping[str, str] = field(default_factory=dict)  # extension -> SIP password
 
     @classmethod
     def from_env(cls, state_dir: Path, env: Mapping[str, str] | None = None) -> AsteriskSettings:
@@ -36,7 +53,12 @@ class AsteriskSettings:
         kept: dict[str, str] = {}
         if secrets_file.exists():
             kept = json.loads(secrets_file.read_text())
-        for name in ("ari_password", "ami_password"):
+        agents = [
+            a.strip()
+            for a in env.get("IOC_ASTERISK_AGENTS", DEFAULT_AGENTS).split(",")
+            if a.strip()
+        ]
+        for name in ("ari_password", "ami_password", *(f"agent_{a}" for a in agents)):
             kept.setdefault(name, secrets.token_urlsafe(18))
         state_dir.mkdir(parents=True, exist_ok=True)
         secrets_file.write_text(json.dumps(kept))
@@ -53,16 +75,54 @@ class AsteriskSettings:
             rtp_end=num("RTP_END", 20000),
             ari_password=env.get("IOC_ARI_PASSWORD") or kept["ari_password"],
             ami_password=env.get("IOC_AMI_PASSWORD") or kept["ami_password"],
+            trunk_ips=tuple(
+                ip.strip()
+                for ip in env.get("IOC_ASTERISK_TRUNK_IPS", "127.0.0.1").split(",")
+                if ip.strip()
+            ),
+            agents={a: kept[f"agent_{a}"] for a in agents},
         )
 
     def placeholders(self) -> dict[str, str]:
-        return {k.upper(): str(v) for k, v in asdict(self).items()}
+        values = {
+            k.upper(): str(v) for k, v in asdict(self).items() if k not in ("trunk_ips", "agents")
+        }
+        values["TRUNK_IPS"] = ",".join(self.trunk_ips)
+        values["AGENT_SECTIONS"] = "".join(_agent(ext, pw) for ext, pw in self.agents.items())
+        return values
+
+
+def _agent(extension: str, password: str) -> str:
+    """A call-taker's phone: registers with a password, one contact, internal calls only."""
+    return f"""
+[{extension}]
+type = endpoint
+context = agents
+disallow = all
+allow = ulaw,alaw
+auth = {extension}
+aors = {extension}
+direct_media = no
+rtp_symmetric = yes
+callerid = Agent {extension} <{extension}>
+
+[{extension}]
+type = auth
+auth_type = userpass
+username = {extension}
+password = {password}
+
+[{extension}]
+type = aor
+max_contacts = 1
+remove_existing = yes
+"""
 
 
 def render(values: Mapping[str, str], source: Path = DIALPLANS) -> dict[str, str]:
     """Every file of `source`, placeholders filled; a missing value is an error, not blank."""
     return {
-        p.name: Template(p.read_text()).substitute(values) for p in sorted(source.glob("*.conf"))
+        p.name: _Template(p.read_text()).substitute(values) for p in sorted(source.glob("*.conf"))
     }
 
 

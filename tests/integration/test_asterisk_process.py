@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import socket
 import subprocess
 import sys
 import urllib.error
@@ -21,6 +22,7 @@ from telephony.asterisk.process import AsteriskProcess
 
 pytestmark = pytest.mark.asterisk
 ROOT = Path(__file__).resolve().parents[2]
+SIPP = Path(__file__).parent / "sipp"
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +59,61 @@ def test_start_status_cli_stop(asterisk: AsteriskProcess) -> None:
     asterisk.stop()  # stopping a stopped Asterisk is fine
 
 
+@pytest.fixture(scope="module")
+def switchboard(
+    chroot_root: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[AsteriskProcess]:
+    proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("switchboard"))
+    proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _sipp(*args: str) -> subprocess.CompletedProcess[str]:
+    """One call from the carrier's address (127.0.0.1 is the default trunk IP)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return subprocess.run(
+        [
+            "sipp",
+            "127.0.0.1:5060",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+            "-nostdin",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_an_emergency_call_reaches_its_queue_even_with_the_app_down(
+    switchboard: AsteriskProcess,
+) -> None:
+    # No Stasis app is connected: Stasis() fails and the dialplan falls back to the queue.
+    done = _sipp("-sn", "uac", "-s", "114", "-d", "1000")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    queue_log = (switchboard.log_dir / "queue_log").read_text()
+    assert "|emergency-114|" in queue_log and "ENTERQUEUE" in queue_log
+
+
+def test_a_number_that_is_not_a_hotline_is_refused(switchboard: AsteriskProcess) -> None:
+    done = _sipp("-sf", str(SIPP / "uac_expect_404.xml"), "-s", "999")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+
+
 def _get(url: str, user: str, password: str) -> int:
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     request = urllib.request.Request(url, headers={"Authorization": f"Basic {token}"})
@@ -70,7 +127,8 @@ def _get(url: str, user: str, password: str) -> int:
 def test_every_placeholder_is_filled(tmp_path: Path) -> None:
     files = render(AsteriskSettings.from_env(tmp_path).placeholders())
     assert "modules.conf" in files and "http.conf" in files
-    assert all("${" not in text for text in files.values())
+    assert all("@{" not in text for text in files.values())
+    assert "${EXTEN}" in files["extensions.conf"]  # Asterisk's own variables pass through
     assert "bindaddr = 127.0.0.1" in files["http.conf"]  # loopback only
     secrets = (tmp_path / "secrets.json").stat().st_mode & 0o777
     assert secrets == 0o600
@@ -95,7 +153,7 @@ def test_render_for_the_container(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    assert (out / "modules.conf").exists() and "${" not in (out / "ari.conf").read_text()
+    assert (out / "modules.conf").exists() and "@{" not in (out / "ari.conf").read_text()
 
 
 def test_stale_artifact_with_mounts_is_not_deleted(tmp_path: Path) -> None:

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Test tools from Debian's packages: SIPp (sip-tester) places real SIP calls in the switchboard
+# tests; debootstrap builds the Asterisk chroot (the project installs it itself if missing).
+set -euo pipefail
+need=()
+command -v sipp >/dev/null || need+=(sip-tester)
+command -v debootstrap >/dev/null || need+=(debootstrap)
+if ((${#need[@]})); then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+        echo "installing ${need[*]}" >&2
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${need[@]}" >&2
+    else
+        echo "missing ${need[*]}: apt-get install ${need[*]} (as root)" >&2
+        exit 1
+    fi
+fi
+echo "tools: sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), debootstrap"
