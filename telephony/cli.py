@@ -21,8 +21,9 @@ def _process(settings: Settings) -> AsteriskProcess:
     return AsteriskProcess(root=root, state_dir=settings.data_dir / "asterisk")
 
 
-def _config(proc: AsteriskProcess) -> dict[str, str]:
-    return render(AsteriskSettings.from_env(proc.state_dir).placeholders())
+def _config(state_dir: Path) -> dict[str, str]:
+    """The rendered /etc/asterisk for the instance whose state (and secrets) live there."""
+    return render(AsteriskSettings.from_env(state_dir).placeholders())
 
 
 def setup_asterisk(settings: Settings) -> dict[str, Any]:
@@ -33,7 +34,7 @@ def setup_asterisk(settings: Settings) -> dict[str, Any]:
     except ChrootUnavailable as exc:
         print(f"ioc setup asterisk: {exc}; the hub runs without the switchboard", file=sys.stderr)
         return {"status": "unavailable", "reason": str(exc)}
-    pid = proc.start(_config(proc))
+    pid = proc.start(_config(proc.state_dir))
     return {"status": "running", "pid": pid, "root": str(proc.root)}
 
 
@@ -44,12 +45,11 @@ def _cmd(args: argparse.Namespace) -> int:
         if len(args.command) != 1:
             print("usage: ioc asterisk render DIR", file=sys.stderr)
             return 2
-        state = settings.data_dir / "asterisk"
-        write(Path(args.command[0]), render(AsteriskSettings.from_env(state).placeholders()))
+        write(Path(args.command[0]), _config(settings.data_dir / "asterisk"))
         return 0
     proc = _process(settings)
     if args.action == "start":
-        print(json.dumps({"pid": proc.start(_config(proc))}))
+        print(json.dumps({"pid": proc.start(_config(proc.state_dir))}))
     elif args.action == "stop":
         proc.stop()
     elif args.action == "status":
