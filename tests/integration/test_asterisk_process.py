@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ioc_core.artifacts import ArtifactCache, mounts_under
 from ioc_core.config import Settings
+from telephony.ari.client import AriClient
 from telephony.asterisk.chroot import PACKAGES, ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
@@ -107,6 +111,38 @@ def test_an_emergency_call_reaches_its_queue_even_with_the_app_down(
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     queue_log = (switchboard.log_dir / "queue_log").read_text()
     assert "|emergency-114|" in queue_log and "ENTERQUEUE" in queue_log
+
+
+async def test_the_stasis_app_sees_an_emergency_call_first_then_hands_it_to_the_queue(
+    switchboard: AsteriskProcess,
+) -> None:
+    settings = AsteriskSettings.from_env(switchboard.state_dir)
+    ari = AriClient(
+        base_url=f"http://127.0.0.1:{settings.http_port}",
+        user=settings.ari_user,
+        password=settings.ari_password,
+        app="ioc",
+    )
+    seen: list[Mapping[str, Any]] = []
+
+    async def handler(event: Mapping[str, Any]) -> None:
+        if event["type"] == "StasisStart":
+            seen.append(event)
+            await ari.continue_in_dialplan(event["channel"]["id"])
+
+    task = asyncio.create_task(ari.run(handler))
+    try:
+        await asyncio.wait_for(ari.connected.wait(), 10)
+        done = await asyncio.to_thread(_sipp, "-sn", "uac", "-s", "115", "-d", "500")
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await ari.close()
+    assert [e["args"] for e in seen] == [["emergency", "115"]]
+    assert seen[0]["channel"]["caller"]["number"] == "sipp"
+    assert "|emergency-115|" in (switchboard.log_dir / "queue_log").read_text()
 
 
 def test_a_number_that_is_not_a_hotline_is_refused(switchboard: AsteriskProcess) -> None:

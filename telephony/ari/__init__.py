@@ -1,0 +1,1 @@
+"""Asterisk REST Interface: the client the Stasis app runs on."""

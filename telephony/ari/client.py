@@ -1,0 +1,107 @@
+"""A small ARI client on aiohttp: REST calls and the event WebSocket, reconnecting forever.
+
+Why not a library: `ari` 0.1.3 is Python-2 only; aioari/asyncari work but hide reconnection
+and re-registration, which the switchboard must control (platform facts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import aiohttp
+
+logger = logging.getLogger(__name__)
+
+EventHandler = Callable[[Mapping[str, Any]], Awaitable[None]]
+
+
+class AriError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"ARI {status}: {message}")
+        self.status = status
+
+
+class ChannelGone(AriError):
+    """404 on a channel: the caller hung up meanwhile — a normal race, not a failure."""
+
+
+class AriClient:
+    def __init__(
+        self, *, base_url: str, user: str, password: str, app: str, max_backoff_s: float = 10.0
+    ) -> None:
+        self._base = base_url.rstrip("/") + "/ari"
+        self._headers = {"Authorization": aiohttp.encode_basic_auth(user, password)}
+        self.app = app
+        self._max_backoff = max_backoff_s
+        self._session: aiohttp.ClientSession | None = None
+        self.connected = asyncio.Event()
+
+    async def _http(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(
+                headers=self._headers, timeout=aiohttp.ClientTimeout(total=10)
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def request(self, method: str, path: str, **params: Any) -> Any:
+        http = await self._http()
+        query = {k: str(v) for k, v in params.items() if v is not None}
+        async with http.request(method, self._base + path, params=query) as r:
+            if r.status == 404 and path.startswith("/channels/"):
+                raise ChannelGone(404, path)
+            if r.status >= 400:
+                raise AriError(r.status, await r.text())
+            return await r.json() if r.content_type == "application/json" else None
+
+    async def continue_in_dialplan(self, channel_id: str, **where: str) -> None:
+        """Hand the channel back to the dialplan (the priority after Stasis() by default)."""
+        await self.request("POST", f"/channels/{channel_id}/continue", **where)
+
+    async def channels(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/channels")
+        return result
+
+    async def run(
+        self, handler: EventHandler, on_connect: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Receive events forever. After every (re)connection `on_connect` runs, so the app can
+        re-read live channels it missed while away; back-off grows to `max_backoff_s`."""
+        backoff = 0.5
+        while True:
+            try:
+                http = await self._http()
+                ws_url = self._base.replace("http", "ws", 1) + "/events"
+                async with http.ws_connect(ws_url, params={"app": self.app}, heartbeat=20) as ws:
+                    logger.info("ARI connected as app %s", self.app)
+                    backoff = 0.5
+                    self.connected.set()
+                    if on_connect is not None:
+                        await on_connect()
+                    async for msg in ws:
+                        if msg.type == aiohttp.WSMsgType.TEXT:
+                            await self._dispatch(handler, msg.json())
+                        elif msg.type in (aiohttp.WSMsgType.ERROR, aiohttp.WSMsgType.CLOSED):
+                            break
+            except asyncio.CancelledError:
+                raise
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                logger.warning("ARI connection failed (%s); retrying in %.1fs", exc, backoff)
+            self.connected.clear()
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, self._max_backoff)
+
+    @staticmethod
+    async def _dispatch(handler: EventHandler, event: Mapping[str, Any]) -> None:
+        try:
+            await handler(event)
+        except ChannelGone:
+            logger.info("channel gone while handling %s", event.get("type"))
+        except Exception:  # one bad event must not take the app down
+            logger.exception("handler failed on %s", event.get("type"))
