@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from bench.guard import bounded
 from bench.probe import Probe
-from bench.stats import Cpu
+from bench.stats import Cpu, Latency, Result
 
 logger = logging.getLogger(__name__)
 
@@ -62,3 +62,21 @@ async def measure(
     if samples.first_error:
         logger.warning("%d calls failed; first: %s", samples.errors, samples.first_error)
     return samples, used, sessions
+
+
+def in_process_result(
+    phase: str, concurrency: str, samples: Samples, used: Cpu, sessions: int, note: str
+) -> Result:
+    """The result row of a phase measured in this process (raw driver or service layer)."""
+    return Result(
+        phase=phase,
+        workers=None,
+        concurrency=concurrency,
+        ok=len(samples.latencies),
+        errors=samples.errors,
+        seconds=samples.seconds,
+        latency=Latency.of_seconds(samples.latencies),
+        cpu=used,
+        pg_sessions=sessions,
+        note=note,
+    )

@@ -20,10 +20,10 @@ from typing import Any
 
 import asyncpg
 
-from bench.closed_loop import measure
+from bench.closed_loop import in_process_result, measure
 from bench.payload import AREA_CODE, CATEGORY, LAT_RANGE, LON_RANGE
 from bench.probe import Probe
-from bench.stats import Latency, Result
+from bench.stats import Result
 from ioc_core import events as ev
 from ioc_core.bus import Event
 from ioc_core.incidents.audit import GENESIS, entry_hash
@@ -169,15 +169,11 @@ async def run_raw(
         )
     finally:
         await pool.close()
-    return Result(
-        phase=phase,
-        workers=None,
-        concurrency=f"{concurrency} tasks, pool {POOL_SIZE}",
-        ok=len(samples.latencies),
-        errors=samples.errors,
-        seconds=samples.seconds,
-        latency=Latency.of_seconds(samples.latencies),
-        cpu=used,
-        pg_sessions=sessions,
-        note=samples.first_error,
+    return in_process_result(
+        phase,
+        f"{concurrency} tasks, pool {POOL_SIZE}",
+        samples,
+        used,
+        sessions,
+        samples.first_error,
     )

@@ -9,11 +9,11 @@ from __future__ import annotations
 import logging
 import random
 
-from bench.closed_loop import measure
+from bench.closed_loop import in_process_result, measure
 from bench.guard import Stuck, bounded
 from bench.payload import report_body
 from bench.probe import Probe
-from bench.stats import Latency, Result
+from bench.stats import Result
 from ioc_core.access.roles import Principal, Role
 from ioc_core.config import Settings
 from ioc_core.incidents.schemas import ReportIn
@@ -54,15 +54,11 @@ async def run_service(
         )
     finally:
         note = await _close(core)
-    return Result(
-        phase="service: report_incident()",
-        workers=None,
-        concurrency=f"{concurrency} tasks",
-        ok=len(samples.latencies),
-        errors=samples.errors,
-        seconds=samples.seconds,
-        latency=Latency.of_seconds(samples.latencies),
-        cpu=used,
-        pg_sessions=sessions,
-        note="; ".join(n for n in (samples.first_error, note) if n),
+    return in_process_result(
+        "service: report_incident()",
+        f"{concurrency} tasks",
+        samples,
+        used,
+        sessions,
+        "; ".join(n for n in (samples.first_error, note) if n),
     )
