@@ -23,6 +23,7 @@ from telephony.ari.client import AriClient
 from telephony.asterisk.chroot import PACKAGES, ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
+from tests.helpers import wait_until
 
 pytestmark = pytest.mark.asterisk
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,14 +104,15 @@ def _sipp(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_an_emergency_call_reaches_its_queue_even_with_the_app_down(
+async def test_an_emergency_call_reaches_its_queue_even_with_the_app_down(
     switchboard: AsteriskProcess,
 ) -> None:
     # No Stasis app is connected: Stasis() fails and the dialplan falls back to the queue.
-    done = _sipp("-sn", "uac", "-s", "114", "-d", "1000")
+    done = await asyncio.to_thread(_sipp, "-sn", "uac", "-s", "114", "-d", "1000")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    queue_log = (switchboard.log_dir / "queue_log").read_text()
-    assert "|emergency-114|" in queue_log and "ENTERQUEUE" in queue_log
+    queue_log = switchboard.log_dir / "queue_log"
+    entered = "|emergency-114|NONE|ENTERQUEUE|"
+    await wait_until(lambda: entered in queue_log.read_text(), 5, "ENTERQUEUE 114")
 
 
 async def test_the_stasis_app_sees_an_emergency_call_first_then_hands_it_to_the_queue(
@@ -142,7 +144,9 @@ async def test_the_stasis_app_sees_an_emergency_call_first_then_hands_it_to_the_
         await ari.close()
     assert [e["args"] for e in seen] == [["emergency", "115"]]
     assert seen[0]["channel"]["caller"]["number"] == "sipp"
-    assert "|emergency-115|" in (switchboard.log_dir / "queue_log").read_text()
+    # Asterisk's logger thread writes queue_log after the fact: poll, don't read once.
+    queue_log = switchboard.log_dir / "queue_log"
+    await wait_until(lambda: "|emergency-115|" in queue_log.read_text(), 5, "ENTERQUEUE 115")
 
 
 def test_a_number_that_is_not_a_hotline_is_refused(switchboard: AsteriskProcess) -> None:
