@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Test tools from Debian's packages: SIPp (sip-tester) places real SIP calls in the switchboard
-# tests; debootstrap builds the Asterisk chroot (the project installs it itself if missing).
+# tests; debootstrap builds the Asterisk chroot (the project installs it itself if missing);
+# espeak-ng and sox make the Vietnamese/English prompts and the test callers' speech.
 set -euo pipefail
 need=()
 command -v sipp >/dev/null || need+=(sip-tester)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+command -v espeak-ng >/dev/null || need+=(espeak-ng)
+command -v sox >/dev/null || need+=(sox)
 if ((${#need[@]})); then
     if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
         echo "installing ${need[*]}" >&2
@@ -14,4 +17,4 @@ if ((${#need[@]})); then
         exit 1
     fi
 fi
-echo "tools: sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), debootstrap"
+echo "tools: sipp $(sipp -v 2>/dev/null | grep -o 'v[0-9.]*' | head -1), debootstrap, espeak-ng, sox"
