@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from ioc_core.db import make_engine
-from ioc_core.models import metadata
+from ioc_core.models import all_metadata
 
 config = context.config
 
@@ -16,7 +16,7 @@ config = context.config
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=metadata,
+        target_metadata=all_metadata(),
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
     )
@@ -34,7 +34,9 @@ async def _online() -> None:
 
 if context.is_offline_mode():
     context.configure(
-        url=config.get_main_option("sqlalchemy.url"), target_metadata=metadata, literal_binds=True
+        url=config.get_main_option("sqlalchemy.url"),
+        target_metadata=all_metadata(),
+        literal_binds=True,
     )
     with context.begin_transaction():
         context.run_migrations()
