@@ -46,7 +46,7 @@ async def _serve(settings: Settings, *, reuse_port: bool, announce: bool) -> Non
     from ioc_core.web.app import make_app
 
     core = await start_core(settings, migrate=False)
-    runner = web.AppRunner(make_app(core), access_log=None, handle_signals=False)
+    runner = web.AppRunner(make_app(core, primary=announce), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
         runner, settings.http_host, settings.http_port, reuse_port=reuse_port, backlog=1024

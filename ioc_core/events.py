@@ -18,6 +18,17 @@ INCIDENT_ATTACHMENT_ADDED: Final = "incident.attachment_added"
 INCIDENT_UPDATED: Final = "incident.updated"
 INCIDENT_ESCALATED: Final = "incident.escalated"
 
+# Switchboard facts (telephony). No caller number in payloads: consumers ask the API.
+CALL_ARRIVED: Final = "call.arrived"
+CALL_QUEUED: Final = "call.queued"
+CALL_ANSWERED: Final = "call.answered"
+CALL_ABANDONED: Final = "call.abandoned"
+CALL_ENDED: Final = "call.ended"
+CALLBACK_CREATED: Final = "callback.created"
+CALLBACK_UPDATED: Final = "callback.updated"
+AGENT_STATE_CHANGED: Final = "agent.state_changed"
+_CALL_KEYS: Final = frozenset({"call_id", "service", "direction", "status", "queue", "agent"})
+
 # name -> (version, keys every payload has). Tests check the services against this table.
 SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     INCIDENT_CREATED: (
@@ -54,4 +65,12 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     INCIDENT_ATTACHMENT_ADDED: (1, frozenset({"incident_id", "code", "attachment_id"})),
     INCIDENT_UPDATED: (1, frozenset({"incident_id", "code", "fields"})),
     INCIDENT_ESCALATED: (1, frozenset({"incident_id", "code", "escalated"})),
+    CALL_ARRIVED: (1, _CALL_KEYS),
+    CALL_QUEUED: (1, _CALL_KEYS | {"position"}),
+    CALL_ANSWERED: (1, _CALL_KEYS | {"wait_s", "incident_code"}),
+    CALL_ABANDONED: (1, _CALL_KEYS | {"wait_s", "callback_id"}),
+    CALL_ENDED: (1, _CALL_KEYS | {"outcome", "incident_code"}),
+    CALLBACK_CREATED: (1, frozenset({"callback_id", "call_id", "service", "reason", "automatic"})),
+    CALLBACK_UPDATED: (1, frozenset({"callback_id", "call_id", "status", "attempts", "outcome"})),
+    AGENT_STATE_CHANGED: (1, frozenset({"agent", "state", "previous", "reason"})),
 }

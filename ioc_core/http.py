@@ -135,6 +135,20 @@ def parse_model(model: type[M], data: Any) -> M:
         raise ValidationFailed(f"invalid input: {summary}", details={"errors": details}) from None
 
 
+def parse_query(
+    request: web.Request, model: type[BaseModel], *, multi: frozenset[str] = frozenset()
+) -> Any:
+    """Query parameters into `model` (unknown parameters are errors, like unknown fields)."""
+    data: dict[str, Any] = {}
+    for key in request.query:
+        values = request.query.getall(key)
+        if key in multi:
+            data[key] = [v for raw in values for v in raw.split(",") if v]
+        else:
+            data[key] = values[-1]
+    return parse_model(model, data)
+
+
 async def read_json(request: web.Request) -> Any:
     ctype = request.content_type
     if ctype != "application/json":

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from ioc_core.access.roles import Principal
+from ioc_core.access.roles import Principal, Role
 from ioc_core.errors import IocError
 from ioc_core.http import parse_model
 from ioc_core.incidents import service
@@ -37,6 +37,18 @@ class CoreApi(Protocol):
     ) -> dict[str, Any]: ...
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]: ...
+
+    async def caller_incidents(self, phone: str) -> dict[str, Any]:
+        """Open incidents reported from `phone`: {"open": n, "latest": code or None}."""
+        ...
+
+    def calltaker(self, name: str) -> CoreApi:
+        """The same API acting as call-taker `name` (drafts are created as the agent who
+        answered the call)."""
+        ...
+
+
+OPEN_PHASES = ("open", "active")
 
 
 class InProcessCoreApi:
@@ -93,6 +105,18 @@ class InProcessCoreApi:
             "body": entry.body,
             "created_at": entry.created_at.isoformat(),
         }
+
+    async def caller_incidents(self, phone: str) -> dict[str, Any]:
+        f = service.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
+        rows, _cursor, total = await self._call(
+            service.list_incidents(self._core, f, principal=self._principal, with_total=True)
+        )
+        return {"open": total or 0, "latest": rows[0].code if rows else None}
+
+    def calltaker(self, name: str) -> InProcessCoreApi:
+        return InProcessCoreApi(
+            core=self._core, principal=Principal(role=Role.CALLTAKER, name=name)
+        )
 
 
 class HttpCoreApi:
@@ -155,3 +179,16 @@ class HttpCoreApi:
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
         return await self._request("POST", f"/incidents/{ref}/replies", json={"body": body})
+
+    async def caller_incidents(self, phone: str) -> dict[str, Any]:
+        query = [("reporter_phone", phone), ("limit", "1"), ("total", "true")]
+        query += [("phase", p) for p in OPEN_PHASES]
+        data = await self._request("GET", "/incidents", params=query)
+        items = data.get("items", [])
+        return {"open": data.get("total", 0), "latest": items[0]["code"] if items else None}
+
+    def calltaker(self, name: str) -> HttpCoreApi:
+        # Over HTTP the token is the identity: the switchboard role runs with a call-taker
+        # token (`ioc token create --role calltaker --name switchboard`), so drafts are
+        # attributed to it; the answering agent is named in the draft and on the call.
+        return self

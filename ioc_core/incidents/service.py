@@ -993,6 +993,8 @@ class ListFilter:
     q: str | None = None
     mine: bool = False
     code: str | None = None
+    # Staff and agencies only (it reveals who reported what): the switchboard's caller look-up.
+    reporter_phone: str | None = None
     limit: int = 50
     cursor: str | None = None
     order: str = "desc"
@@ -1030,6 +1032,10 @@ def _filtered(
             Incident.id.in_(
                 select(Reporter.incident_id).where(Reporter.subject == principal.subject)
             )
+        )
+    if f.reporter_phone:
+        stmt = stmt.where(
+            Incident.id.in_(select(Reporter.incident_id).where(Reporter.phone == f.reporter_phone))
         )
     if f.state:
         stmt = stmt.where(Incident.state.in_(f.state))
@@ -1083,6 +1089,11 @@ async def list_incidents(
     """Keyset pagination on (created_at, id): stable under concurrent inserts."""
     if f.mine and not principal.subject:
         raise ValidationFailed("mine=true needs a citizen token", error_id="mine-needs-citizen")
+    if f.reporter_phone and not VISIBILITY[principal.role].reporter_contact:
+        raise Forbidden(
+            "searching by a reporter's phone needs a role that sees reporters' contacts",
+            error_id="reporter-phone-not-allowed",
+        )
     area_codes = await core.catalogue.area_subtree(f.area) if f.area else None
     stmt = _filtered(f, principal, area_codes, core.clock())
     async with core.sessions() as s:

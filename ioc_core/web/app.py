@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
+
 from aiohttp import web
 
+from ioc_core.api.web import PRIMARY
 from ioc_core.http import (
     ERROR_RENDERERS,
     Renderer,
@@ -21,7 +24,9 @@ async def health(request: web.Request) -> web.Response:
     return json_response(report, status=200 if report["status"] != "down" else 503)
 
 
-def make_app(core: Core) -> web.Application:
+def make_app(core: Core, *, primary: bool = True, features: bool = True) -> web.Application:
+    """`primary`: this worker also runs the feature roles that must exist once (the
+    switchboard's ARI app); `features`: extend the app through `ioc.web` entry points."""
     s = core.settings
     limit = concurrency_limit(
         limit=s.http_max_inflight, max_wait_ms=s.http_queue_ms, exempt=frozenset({"/health"})
@@ -34,4 +39,8 @@ def make_app(core: Core) -> web.Application:
     app.add_routes(rest.routes)
     app.add_routes(openapi.routes)
     app.add_routes(open311.routes)
+    app[PRIMARY] = primary
+    if features:
+        for ep in sorted(entry_points(group="ioc.web"), key=lambda e: e.name):
+            ep.load()(app)  # a feature adds its routes and its startup/cleanup hooks
     return app

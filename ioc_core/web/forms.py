@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from aiohttp import BodyPartReader, web
-from pydantic import BaseModel
 
 from ioc_core.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
-from ioc_core.http import parse_model
 from ioc_core.incidents.attachments import Upload
 
 MAX_FIELD = 64 * 1024
@@ -91,17 +87,3 @@ async def read_multipart(
             f"malformed multipart body: {exc}", error_id="malformed-multipart"
         ) from None
     return fields, uploads
-
-
-def parse_query(
-    request: web.Request, model: type[BaseModel], *, multi: frozenset[str] = frozenset()
-) -> Any:
-    """Query parameters into `model` (unknown parameters are errors, like unknown fields)."""
-    data: dict[str, Any] = {}
-    for key in request.query:
-        values = request.query.getall(key)
-        if key in multi:
-            data[key] = [v for raw in values for v in raw.split(",") if v]
-        else:
-            data[key] = values[-1]
-    return parse_model(model, data)

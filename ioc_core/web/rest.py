@@ -12,12 +12,13 @@ from pydantic import Field
 from ioc_core.catalogue import service as catalogue
 from ioc_core.catalogue.service import CategoryInfo
 from ioc_core.errors import MalformedRequest, NotFound, ValidationFailed
-from ioc_core.http import json_response, parse_model, read_model
+from ioc_core.http import json_response, parse_model, parse_query, read_model
 from ioc_core.i18n import both
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents import views
 from ioc_core.incidents.lifecycle import State
 from ioc_core.incidents.schemas import (
+    PHONE_PATTERN,
     Channel,
     EntryIn,
     EscalateIn,
@@ -31,7 +32,7 @@ from ioc_core.incidents.schemas import (
 )
 from ioc_core.runtime import Core
 from ioc_core.web.auth import principal_of
-from ioc_core.web.forms import parse_query, read_multipart
+from ioc_core.web.forms import read_multipart
 from ioc_core.web.keys import CORE
 
 routes = web.RouteTableDef()
@@ -55,6 +56,7 @@ class ListQuery(Strict):
     q: str | None = Field(default=None, max_length=200)
     mine: bool = False
     code: str | None = Field(default=None, max_length=32)
+    reporter_phone: str | None = Field(default=None, max_length=16, pattern=PHONE_PATTERN)
     limit: int = Field(default=50, ge=1, le=500)
     cursor: str | None = Field(default=None, max_length=200)
     order: Literal["asc", "desc"] = "desc"

@@ -41,7 +41,10 @@ class AsteriskSettings:
     ari_password: str = ""
     ami_user: str = "ioc"
     ami_password: str = ""
+    agi_port: int = 4573
     trunk_ips: tuple[str, ...] = ("127.0.0.1",)
+    trunk_contact: str = "sip:127.0.0.1:5070"
+    record_calls: bool = True
     agents: Mapping[str, str] = field(default_factory=dict)  # extension -> SIP password
 
     @classmethod
@@ -73,6 +76,10 @@ class AsteriskSettings:
             sip_port=num("SIP_PORT", 5060),
             rtp_start=num("RTP_START", 10000),
             rtp_end=num("RTP_END", 20000),
+            agi_port=num("AGI_PORT", 4573),
+            trunk_contact=env.get("IOC_ASTERISK_TRUNK_CONTACT", "sip:127.0.0.1:5070"),
+            record_calls=env.get("IOC_RECORD_CALLS", "1").lower()
+            not in ("0", "false", "no", "off"),
             ari_password=env.get("IOC_ARI_PASSWORD") or kept["ari_password"],
             ami_password=env.get("IOC_AMI_PASSWORD") or kept["ami_password"],
             trunk_ips=tuple(
@@ -85,8 +92,11 @@ class AsteriskSettings:
 
     def placeholders(self) -> dict[str, str]:
         values = {
-            k.upper(): str(v) for k, v in asdict(self).items() if k not in ("trunk_ips", "agents")
+            k.upper(): str(v)
+            for k, v in asdict(self).items()
+            if k not in ("trunk_ips", "agents", "record_calls")
         }
+        values["MONITOR_FORMAT"] = "wav" if self.record_calls else ""
         values["TRUNK_IPS"] = ",".join(self.trunk_ips)
         values["AGENT_SECTIONS"] = "".join(_agent(ext, pw) for ext, pw in self.agents.items())
         return values

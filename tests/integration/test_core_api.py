@@ -46,3 +46,18 @@ async def test_same_commands_same_shapes(apis: tuple[CoreApi, CoreApi]) -> None:
     with pytest.raises(CoreApiError) as err:
         await staff.report_incident(report(category="khong_co"))
     assert err.value.error_id == "unknown-category"
+
+
+async def test_caller_incidents_for_the_switchboard(apis: tuple[CoreApi, CoreApi]) -> None:
+    staff, public = apis
+    assert await staff.caller_incidents("0911222333") == {"open": 0, "latest": None}
+    first = await staff.report_incident(report(reporter={"phone": "0911222333"}))
+    second = await staff.report_incident(
+        report(reporter={"phone": "0911222333"}, location={"area_code": "75"}, category="khac")
+    )
+    await staff.report_incident(report(reporter={"phone": "0900000000"}))
+    found = await staff.calltaker("agent 1001").caller_incidents("0911222333")
+    assert found["open"] == 2 and found["latest"] in (first["code"], second["code"])
+    with pytest.raises(CoreApiError) as err:
+        await public.caller_incidents("0911222333")  # who reported what is not public
+    assert err.value.status == 403 and err.value.error_id == "reporter-phone-not-allowed"

@@ -1,0 +1,54 @@
+"""What a feature package needs to add its own routes to the hub's web application (entry
+point group `ioc.web`, ADR 0011): the caller's identity, and the core behind the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from ioc_core.access.roles import STAFF
+from ioc_core.api.client import InProcessCoreApi
+from ioc_core.errors import Forbidden, Unauthorized
+from ioc_core.runtime import Core
+from ioc_core.web.auth import principal_of
+from ioc_core.web.keys import CORE
+
+PRIMARY: web.AppKey[bool] = web.AppKey("primary", bool)  # the one worker that runs roles
+
+
+@dataclass(frozen=True)
+class Caller:
+    role: str
+    name: str
+    is_staff: bool
+
+
+async def caller(request: web.Request) -> Caller:
+    p = await principal_of(request)
+    return Caller(role=p.role.value, name=p.name, is_staff=p.is_staff)
+
+
+async def require_staff(request: web.Request) -> Caller:
+    """Call-takers, supervisors, leaders and admins; others get 401/403 with the reason."""
+    who = await caller(request)
+    if who.role == "public":
+        raise Unauthorized("this needs a staff token", error_id="token-required")
+    if not who.is_staff:
+        raise Forbidden("only IOC staff may do this", error_id="staff-only")
+    return who
+
+
+def core_of(app: web.Application) -> Core:
+    return app[CORE]
+
+
+def system_api(app: web.Application, *, name: str) -> InProcessCoreApi:
+    """The core API in-process, acting as the service principal `name` (a role's own
+    identity for commands it issues on nobody's behalf)."""
+    from ioc_core.access.roles import Principal, Role
+
+    return InProcessCoreApi(core=app[CORE], principal=Principal(role=Role.SERVICE, name=name))
+
+
+__all__ = ["PRIMARY", "STAFF", "Caller", "caller", "core_of", "require_staff", "system_api"]

@@ -1,0 +1,1 @@
+"""FastAGI: quick look-ups that answer the dialplan (pyst2's protocol class, wrapped)."""

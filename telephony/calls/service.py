@@ -1,0 +1,578 @@
+"""The calls service: the only place that writes calls, call-backs and agents. Each fact is one
+transaction that updates the call, stages its bus events in the outbox and, for an abandoned
+call, creates the call-back item — so a crash never leaves a call without its call-back."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ioc_core import events as ev
+from ioc_core.bus import Event
+from ioc_core.db import transaction, utcnow
+from ioc_core.outbox import add_events
+from telephony.agi.lookups import normalise_msisdn
+from telephony.calls.lifecycle import (
+    AgentState,
+    CallState,
+    Effect,
+    Fact,
+    Outcome,
+    Status,
+    apply,
+    wait_seconds,
+)
+from telephony.calls.models import Agent, Call, Callback, CallbackAttempt
+from telephony.settings import SwitchboardSettings
+
+logger = logging.getLogger(__name__)
+
+
+class CallbackStatus:
+    PENDING = "pending"  # waiting for its next automatic attempt, or for a person
+    CALLING = "calling"  # an attempt is ringing the citizen
+    CLAIMED = "claimed"  # a call-taker took it
+    DONE = "done"
+    FAILED = "failed"  # attempts used up without reaching the citizen; needs a person
+    CANCELLED = "cancelled"
+
+
+OPEN_CALLBACKS = (
+    CallbackStatus.PENDING,
+    CallbackStatus.CALLING,
+    CallbackStatus.CLAIMED,
+    CallbackStatus.FAILED,
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Recorded:
+    call: dict[str, Any]
+    effects: tuple[Effect, ...]
+    callback_id: int | None = None
+
+
+def call_view(c: Call, now: datetime | None = None) -> dict[str, Any]:
+    """The one JSON shape of a call (API and consoles)."""
+    now = now or utcnow()
+    end = c.answered_at or c.ended_at or now
+    return {
+        "id": c.uid,
+        "direction": c.direction,
+        "ani": c.ani,
+        "service": c.service,
+        "status": c.status,
+        "outcome": c.outcome,
+        "language": c.language,
+        "ivr_choices": c.ivr_choices,
+        "queue": c.queue,
+        "position": c.position,
+        "agent": c.agent,
+        "incident_code": c.incident_code,
+        "caller_calls": c.caller_calls,
+        "recording_path": c.recording_path,
+        "hangup_cause": c.hangup_cause,
+        "wait_s": round(wait_seconds(c.queued_at, end), 3),
+        "arrived_at": _iso(c.arrived_at),
+        "ivr_done_at": _iso(c.ivr_done_at),
+        "queued_at": _iso(c.queued_at),
+        "answered_at": _iso(c.answered_at),
+        "ended_at": _iso(c.ended_at),
+    }
+
+
+def callback_view(cb: Callback) -> dict[str, Any]:
+    return {
+        "id": cb.id,
+        "call_id": cb.call_id,
+        "ani": cb.ani,
+        "service": cb.service,
+        "reason": cb.reason,
+        "status": cb.status,
+        "automatic": cb.automatic,
+        "priority": cb.priority,
+        "attempts": cb.attempts,
+        "max_attempts": cb.max_attempts,
+        "next_attempt_at": _iso(cb.next_attempt_at),
+        "last_outcome": cb.last_outcome,
+        "recording_path": cb.recording_path,
+        "assigned_to": cb.assigned_to,
+        "note": cb.note,
+        "created_at": _iso(cb.created_at),
+        "updated_at": _iso(cb.updated_at),
+    }
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat() if at else None
+
+
+def _call_event(name: str, c: Call, **extra: Any) -> Event:
+    payload = {
+        "call_id": c.uid,
+        "service": c.service,
+        "direction": c.direction,
+        "status": c.status,
+        "queue": c.queue,
+        "agent": c.agent,
+        **extra,
+    }
+    return Event(name=name, payload=payload, correlation_id=c.uid)
+
+
+class CallStore:
+    def __init__(
+        self,
+        *,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: SwitchboardSettings,
+        clock: Callable[[], datetime] = utcnow,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._clock = clock
+        self._on_commit = on_commit  # wakes the outbox relay
+        # ARI and AMI report the same call concurrently: one writer per call at a time.
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    def _committed(self) -> None:
+        if self._on_commit is not None:
+            self._on_commit()
+
+    # ------------------------------------------------------------------ calls
+
+    async def record(
+        self,
+        uid: str,
+        fact: Fact,
+        *,
+        ani: str = "",
+        service: str = "",
+        channel: str = "",
+        direction: str = "in",
+        **info: Any,
+    ) -> Recorded | None:
+        """Apply one fact about call `uid` (creating the call on first sight). Returns what
+        changed, or None when the fact changed nothing (late, repeated, or an unknown call
+        whose service we cannot tell)."""
+        # One form of a number everywhere (history, look-ups, reporter phone): 0xxxxxxxxx.
+        ani = normalise_msisdn(ani) or ani
+        async with self._locked(uid):
+            return await self._record(uid, fact, ani, service, channel, direction, info)
+
+    @asynccontextmanager
+    async def _locked(self, uid: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(uid) or (asyncio.Lock(), 0)
+        self._locks[uid] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[uid]
+            if users == 1:
+                del self._locks[uid]
+            else:
+                self._locks[uid] = (lock, users - 1)
+
+    async def _record(
+        self,
+        uid: str,
+        fact: Fact,
+        ani: str,
+        service: str,
+        channel: str,
+        direction: str,
+        info: Mapping[str, Any],
+    ) -> Recorded | None:
+        now = self._clock()
+        async with transaction(self._sessions) as s:
+            call = await s.scalar(select(Call).where(Call.uid == uid).with_for_update())
+            events: list[Event] = []
+            if call is None:
+                if not service and "queue" in info:
+                    svc = self._settings.service_of_queue(str(info["queue"]))
+                    service = svc.number if svc else ""
+                if not service:
+                    return None  # not a hotline call (an agent's leg, a call-back leg, ...)
+                earlier = await s.scalar(
+                    select(func.count()).select_from(Call).where(Call.ani == ani, Call.ani != "")
+                )
+                call = Call(
+                    uid=uid,
+                    channel=channel,
+                    direction=direction,
+                    ani=ani,
+                    service=service,
+                    status=Status.NEW.value,
+                    arrived_at=now,
+                    caller_calls=int(earlier or 0),
+                    callback_of=info.get("callback_of"),
+                    ivr_choices=[],
+                )
+                s.add(call)
+                await s.flush()
+                events.append(_call_event(ev.CALL_ARRIVED, call))
+            state = CallState(
+                status=Status(call.status), outcome=Outcome(call.outcome) if call.outcome else None
+            )
+            change = apply(state, fact)
+            for key in ("queue", "position", "agent", "language", "recording_path"):
+                if info.get(key) is not None:
+                    setattr(call, key, info[key])
+            if info.get("ivr_choices") is not None:
+                call.ivr_choices = list(info["ivr_choices"])
+            if info.get("hangup_cause") and call.hangup_cause is None:
+                call.hangup_cause = str(info["hangup_cause"])
+            callback_id = None
+            effects: tuple[Effect, ...] = ()
+            if change is not None:
+                call.status = change.status.value
+                call.outcome = change.outcome.value if change.outcome else None
+                for stamp in change.stamps:
+                    if getattr(call, stamp) is None:
+                        setattr(call, stamp, now)
+                effects = change.effects
+                if Effect.CALLBACK in effects and call.direction == "in":
+                    cb = await self._open_callback(s, call, now)
+                    callback_id = cb.id if cb else None
+                for name in change.events:
+                    events.append(self._event_for(name, call, now, callback_id))
+            elif not events and not info:
+                return None
+            add_events(s, events)
+            view = call_view(call, now)
+        self._committed()
+        return Recorded(call=view, effects=effects, callback_id=callback_id)
+
+    def _event_for(self, name: str, c: Call, now: datetime, callback_id: int | None) -> Event:
+        wait = round(wait_seconds(c.queued_at, c.answered_at or c.ended_at or now), 3)
+        by_name: dict[str, dict[str, Any]] = {
+            ev.CALL_QUEUED: {"position": c.position},
+            ev.CALL_ANSWERED: {"wait_s": wait, "incident_code": c.incident_code},
+            ev.CALL_ABANDONED: {"wait_s": wait, "callback_id": callback_id},
+            ev.CALL_ENDED: {"outcome": c.outcome, "incident_code": c.incident_code},
+        }
+        return _call_event(name, c, **by_name.get(name, {}))
+
+    async def link_incident(self, uid: str, code: str) -> None:
+        async with transaction(self._sessions) as s:
+            await s.execute(update(Call).where(Call.uid == uid).values(incident_code=code))
+
+    async def get_call(self, uid: str) -> dict[str, Any] | None:
+        async with self._sessions() as s:
+            call = await s.scalar(select(Call).where(Call.uid == uid))
+            return call_view(call, self._clock()) if call else None
+
+    async def list_calls(
+        self,
+        *,
+        status: Sequence[str] = (),
+        service: str | None = None,
+        since: datetime | None = None,
+        limit: int = 100,
+    ) -> list[dict[str, Any]]:
+        stmt = select(Call).order_by(Call.arrived_at.desc(), Call.id.desc()).limit(limit)
+        if status:
+            stmt = stmt.where(Call.status.in_(list(status)))
+        if service:
+            stmt = stmt.where(Call.service == service)
+        if since:
+            stmt = stmt.where(Call.arrived_at >= since)
+        async with self._sessions() as s:
+            now = self._clock()
+            return [call_view(c, now) for c in (await s.scalars(stmt)).all()]
+
+    async def live_calls(self) -> list[Call]:
+        async with self._sessions() as s:
+            stmt = select(Call).where(Call.status != Status.ENDED.value)
+            return list((await s.scalars(stmt)).all())
+
+    async def caller_history(self, ani: str) -> int:
+        async with self._sessions() as s:
+            n = await s.scalar(select(func.count()).select_from(Call).where(Call.ani == ani))
+            return int(n or 0)
+
+    async def calls_since(self, since: datetime) -> list[Call]:
+        """Calls that arrived since `since`, or still live (the queue board's window)."""
+        async with self._sessions() as s:
+            stmt = select(Call).where(
+                (Call.arrived_at >= since) | (Call.status != Status.ENDED.value)
+            )
+            return list((await s.scalars(stmt)).all())
+
+    # ------------------------------------------------------------------ call-backs
+
+    async def _open_callback(self, s: AsyncSession, call: Call, now: datetime) -> Callback | None:
+        existing = await s.scalar(
+            select(Callback).where(Callback.call_id == call.id).order_by(Callback.id).limit(1)
+        )
+        if existing is not None:
+            return existing
+        policy = self._settings.callback
+        svc = self._settings.service(call.service)
+        reason = {Outcome.RECORDED.value: "voicemail", Outcome.UNKNOWN.value: "lost"}.get(
+            call.outcome or "", "abandoned"
+        )
+        automatic = call.service in policy.automatic and reason == "abandoned"
+        cb = Callback(
+            call_id=call.id,
+            ani=call.ani,
+            service=call.service,
+            reason=reason,
+            status=CallbackStatus.PENDING,
+            automatic=automatic and bool(call.ani),
+            priority=10 if svc and svc.emergency else 0,
+            attempts=0,
+            max_attempts=policy.attempts if automatic else 0,
+            next_attempt_at=now + timedelta(seconds=policy.first_delay_s) if automatic else None,
+            recording_path=call.recording_path,
+            note="",
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(cb)
+        await s.flush()
+        add_events(
+            s,
+            [
+                Event(
+                    name=ev.CALLBACK_CREATED,
+                    payload={
+                        "callback_id": cb.id,
+                        "call_id": call.uid,
+                        "service": cb.service,
+                        "reason": reason,
+                        "automatic": cb.automatic,
+                    },
+                    correlation_id=call.uid,
+                )
+            ],
+        )
+        return cb
+
+    async def list_callbacks(
+        self, *, status: Sequence[str] = (), limit: int = 100
+    ) -> list[dict[str, Any]]:
+        stmt = (
+            select(Callback)
+            .order_by(Callback.priority.desc(), Callback.created_at.asc())
+            .limit(limit)
+        )
+        if status:
+            stmt = stmt.where(Callback.status.in_(list(status)))
+        async with self._sessions() as s:
+            return [callback_view(cb) for cb in (await s.scalars(stmt)).all()]
+
+    async def get_callback(self, callback_id: int) -> dict[str, Any] | None:
+        async with self._sessions() as s:
+            cb = await s.get(Callback, callback_id)
+            return callback_view(cb) if cb else None
+
+    async def due_callbacks(self, limit: int = 10) -> list[int]:
+        """Claim automatic call-backs whose next attempt is due (status -> calling)."""
+        now = self._clock()
+        async with transaction(self._sessions) as s:
+            rows = (
+                await s.scalars(
+                    select(Callback)
+                    .where(
+                        Callback.status == CallbackStatus.PENDING,
+                        Callback.automatic.is_(True),
+                        Callback.next_attempt_at <= now,
+                        Callback.attempts < Callback.max_attempts,
+                    )
+                    .order_by(Callback.priority.desc(), Callback.next_attempt_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for cb in rows:
+                cb.status = CallbackStatus.CALLING
+                cb.attempts += 1
+                cb.updated_at = now
+                s.add(CallbackAttempt(callback_id=cb.id, by="auto", started_at=now))
+            ids = [cb.id for cb in rows]
+        return ids
+
+    async def attempt_started(self, callback_id: int, channel_uid: str) -> None:
+        async with transaction(self._sessions) as s:
+            attempt = await self._last_attempt(s, callback_id)
+            if attempt is not None:
+                attempt.channel_uid = channel_uid
+
+    @staticmethod
+    async def _last_attempt(s: AsyncSession, callback_id: int) -> CallbackAttempt | None:
+        return await s.scalar(
+            select(CallbackAttempt)
+            .where(CallbackAttempt.callback_id == callback_id)
+            .order_by(CallbackAttempt.id.desc())
+            .limit(1)
+        )
+
+    async def attempt_finished(self, callback_id: int, outcome: str) -> dict[str, Any] | None:
+        """Record an attempt's outcome (answered | busy | no_answer | failed) and decide what
+        is next: done, another attempt after `spacing_s`, or failed (a person takes over)."""
+        now = self._clock()
+        policy = self._settings.callback
+        async with transaction(self._sessions) as s:
+            cb = await s.get(Callback, callback_id, with_for_update=True)
+            if cb is None or cb.status != CallbackStatus.CALLING:
+                return None
+            attempt = await self._last_attempt(s, callback_id)
+            if attempt is not None and attempt.outcome is None:
+                attempt.outcome, attempt.ended_at = outcome, now
+            cb.last_outcome = outcome
+            cb.updated_at = now
+            if outcome == "answered":
+                cb.status = CallbackStatus.DONE
+            elif cb.attempts >= cb.max_attempts:
+                cb.status = CallbackStatus.FAILED
+            else:
+                cb.status = CallbackStatus.PENDING
+                cb.next_attempt_at = now + timedelta(seconds=policy.spacing_s)
+            add_events(s, [self._callback_event(cb, await self._call_uid(s, cb))])
+            view = callback_view(cb)
+        self._committed()
+        return view
+
+    @staticmethod
+    async def _call_uid(s: AsyncSession, cb: Callback) -> str:
+        return str(await s.scalar(select(Call.uid).where(Call.id == cb.call_id)) or "")
+
+    @staticmethod
+    def _callback_event(cb: Callback, call_uid: str) -> Event:
+        return Event(
+            name=ev.CALLBACK_UPDATED,
+            payload={
+                "callback_id": cb.id,
+                "call_id": call_uid,
+                "status": cb.status,
+                "attempts": cb.attempts,
+                "outcome": cb.last_outcome,
+            },
+            correlation_id=call_uid,
+        )
+
+    async def act_on_callback(
+        self, callback_id: int, action: str, *, agent: str, note: str = ""
+    ) -> dict[str, Any] | None:
+        """A person's action: claim, complete (reached the citizen), cancel (with a note),
+        retry (back to the automatic queue now). Returns None for an unknown item; raises
+        ValueError when the action does not fit its status."""
+        now = self._clock()
+        async with transaction(self._sessions) as s:
+            cb = await s.get(Callback, callback_id, with_for_update=True)
+            if cb is None:
+                return None
+            allowed = {
+                "claim": (CallbackStatus.PENDING, CallbackStatus.FAILED),
+                "complete": (CallbackStatus.CLAIMED, CallbackStatus.PENDING, CallbackStatus.FAILED),
+                "cancel": (CallbackStatus.PENDING, CallbackStatus.CLAIMED, CallbackStatus.FAILED),
+                "retry": (CallbackStatus.FAILED, CallbackStatus.CLAIMED),
+            }[action]
+            if cb.status not in allowed:
+                raise ValueError(f"cannot {action} a call-back that is {cb.status}")
+            if action == "cancel" and not note:
+                raise ValueError("cancelling a call-back needs a note saying why")
+            cb.status = {
+                "claim": CallbackStatus.CLAIMED,
+                "complete": CallbackStatus.DONE,
+                "cancel": CallbackStatus.CANCELLED,
+                "retry": CallbackStatus.PENDING,
+            }[action]
+            if action == "retry":
+                cb.automatic = True
+                cb.max_attempts = cb.attempts + max(1, self._settings.callback.attempts)
+                cb.next_attempt_at = now
+            cb.assigned_to = agent or cb.assigned_to
+            if note:
+                cb.note = note
+            cb.updated_at = now
+            add_events(s, [self._callback_event(cb, await self._call_uid(s, cb))])
+            view = callback_view(cb)
+        self._committed()
+        return view
+
+    async def recover_callbacks(self, older_than_s: float) -> int:
+        """After a restart: attempts left `calling` by a dead process go back to pending."""
+        cutoff = self._clock() - timedelta(seconds=older_than_s)
+        async with transaction(self._sessions) as s:
+            result = await s.execute(
+                update(Callback)
+                .where(Callback.status == CallbackStatus.CALLING, Callback.updated_at < cutoff)
+                .values(status=CallbackStatus.PENDING, updated_at=self._clock())
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    # ------------------------------------------------------------------ agents
+
+    async def set_agent_state(
+        self,
+        extension: str,
+        state: AgentState,
+        *,
+        reason: str = "",
+        queues: Sequence[str] | None = None,
+        name: str | None = None,
+    ) -> dict[str, Any] | None:
+        """Store an agent's state; returns the view when it changed (and stages the event)."""
+        now = self._clock()
+        async with transaction(self._sessions) as s:
+            agent = await s.get(Agent, extension, with_for_update=True)
+            if agent is None:
+                agent = Agent(extension=extension, name=name or "", state="logged_out")
+                agent.queues, agent.pause_reason, agent.state_since = [], "", now
+                s.add(agent)
+            previous = agent.state
+            changed = previous != state.value or (
+                state is AgentState.PAUSED and reason != agent.pause_reason
+            )
+            if queues is not None:
+                agent.queues = list(queues)
+            if name:
+                agent.name = name
+            if changed:
+                agent.state, agent.pause_reason, agent.state_since = state.value, reason, now
+                add_events(
+                    s,
+                    [
+                        Event(
+                            name=ev.AGENT_STATE_CHANGED,
+                            payload={
+                                "agent": extension,
+                                "state": state.value,
+                                "previous": previous,
+                                "reason": reason,
+                            },
+                            correlation_id=f"agent:{extension}",
+                        )
+                    ],
+                )
+            view = agent_view(agent)
+        if changed:
+            self._committed()
+        return view if changed else None
+
+    async def agents(self) -> list[dict[str, Any]]:
+        async with self._sessions() as s:
+            return [agent_view(a) for a in (await s.scalars(select(Agent))).all()]
+
+
+def agent_view(a: Agent) -> dict[str, Any]:
+    return {
+        "extension": a.extension,
+        "name": a.name,
+        "state": a.state,
+        "pause_reason": a.pause_reason,
+        "queues": a.queues,
+        "state_since": _iso(a.state_since),
+    }

@@ -1,0 +1,14 @@
+"""Every dialplan variable the Python side reads or sets, declared once (a test checks each
+against dialplans/etc/extensions.conf)."""
+
+from __future__ import annotations
+
+from typing import Final
+
+SERVICE: Final = "IOC_SERVICE"  # the hotline number dialled (inherited by the queue legs)
+LANGUAGE: Final = "IOC_LANG"  # vi | en, chosen in the IVR
+IVR_CHOICES: Final = "IOC_IVR"  # the caller's menu choices, e.g. "lang=1,service=1"
+QUEUE_PRIO: Final = "QUEUE_PRIO"  # app_queue's priority inside a queue
+STASIS_APP: Final = "ioc"  # the one Stasis application
+
+ALL: Final = (SERVICE, LANGUAGE, IVR_CHOICES, QUEUE_PRIO)

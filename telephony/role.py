@@ -1,0 +1,139 @@
+"""Composition root of the telephony role: the calls store, and the switchboard (ARI Stasis app,
+AMI observer, agents, call-backs) started with the web app in its primary worker.
+
+`IOC_SWITCHBOARD`: `auto` (default) runs it when `ioc setup asterisk` has prepared Asterisk
+for this data folder; `on` always (it reconnects until Asterisk answers); `off` never (the
+API still serves the calls tables)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ioc_core.api import CoreApi
+from ioc_core.api.web import PRIMARY, core_of, system_api
+from ioc_core.config import ConfigError
+from telephony.agi.fastagi import FastAgiServer
+from telephony.agi.lookups import SCRIPT, make_caller_lookup
+from telephony.ami.client import AmiClient
+from telephony.ari.client import AriClient
+from telephony.asterisk.config import AsteriskSettings
+from telephony.calls.service import CallStore
+from telephony.settings import SwitchboardSettings
+from telephony.switchboard.agents import AgentDesk
+from telephony.switchboard.app import IvrRunner, Switchboard
+from telephony.switchboard.blocked import BlockedNumbers
+
+logger = logging.getLogger(__name__)
+
+STORE: web.AppKey[CallStore] = web.AppKey("calls_store", CallStore)
+SWITCHBOARD: web.AppKey[Switchboard] = web.AppKey("switchboard", Switchboard)
+SWITCHBOARD_SETTINGS: web.AppKey[SwitchboardSettings] = web.AppKey(
+    "switchboard_settings", SwitchboardSettings
+)
+WRAPUP_S = 5  # queues.conf `wrapuptime`
+
+
+def attach(app: web.Application) -> None:
+    """`ioc.web` entry point: the API routes, and the switchboard's lifetime."""
+    from telephony.web import routes
+
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_lifetime)
+
+
+def build_switchboard(
+    *,
+    store: CallStore,
+    settings: SwitchboardSettings,
+    asterisk: AsteriskSettings,
+    api: CoreApi,
+    host: str = "127.0.0.1",
+    ivr: IvrRunner | None = None,
+) -> Switchboard:
+    ari = AriClient(
+        base_url=f"http://{host}:{asterisk.http_port}",
+        user=asterisk.ari_user,
+        password=asterisk.ari_password,
+        app="ioc",
+    )
+    ami = AmiClient(
+        host=host, port=asterisk.ami_port, user=asterisk.ami_user, secret=asterisk.ami_password
+    )
+    desk = AgentDesk(
+        ami=ami,
+        store=store,
+        agents=asterisk.agents,
+        queues=[s.queue for s in settings.services.values()],
+        wrapup_s=WRAPUP_S,
+        names=dict(settings.agent_names or {}),
+    )
+    return Switchboard(
+        ari=ari, ami=ami, store=store, desk=desk, api=api, settings=settings, ivr=ivr
+    )
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    core = core_of(app)
+    try:
+        settings = SwitchboardSettings.from_env()
+    except ConfigError:
+        logger.exception("switchboard settings are wrong; the calls API runs without it")
+        raise
+    store = CallStore(sessions=core.sessions, settings=settings, on_commit=core.relay.notify)
+    app[STORE] = store
+    app[SWITCHBOARD_SETTINGS] = settings
+    mode = os.environ.get("IOC_SWITCHBOARD", "auto")
+    if mode not in ("auto", "on", "off"):
+        raise ConfigError(f"IOC_SWITCHBOARD must be auto, on or off, got {mode!r}")
+    state_dir = core.settings.data_dir / "asterisk"
+    prepared = (state_dir / "secrets.json").exists()
+    if not app[PRIMARY] or mode == "off" or (mode == "auto" and not prepared):
+        yield
+        return
+    asterisk = AsteriskSettings.from_env(state_dir)
+    sb = build_switchboard(
+        store=store,
+        settings=settings,
+        asterisk=asterisk,
+        api=system_api(app, name="switchboard"),
+        host=os.environ.get("IOC_ASTERISK_HOST", "127.0.0.1"),
+    )
+    app[SWITCHBOARD] = sb
+    agi = caller_lookup_server(
+        store=store,
+        api=system_api(app, name="switchboard"),
+        blocked=BlockedNumbers(path=core.settings.data_dir / "blocked-numbers.txt"),
+        port=asterisk.agi_port,
+    )
+    await agi.start()
+    task = asyncio.create_task(sb.run())
+    logger.info("switchboard started (FastAGI on 127.0.0.1:%d)", agi.port)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await sb.close()
+        await agi.close()
+
+
+def caller_lookup_server(
+    *, store: CallStore, api: CoreApi, blocked: BlockedNumbers, port: int
+) -> FastAgiServer:
+    """FastAGI `lookup`: the caller's history, open incidents and barring, for the dialplan."""
+
+    async def open_incidents(number: str) -> tuple[int, str | None]:
+        found = await api.caller_incidents(number)
+        return int(found["open"]), found["latest"]
+
+    handler = make_caller_lookup(
+        history=store.caller_history, open_incidents=open_incidents, blocked=blocked
+    )
+    return FastAgiServer(handlers={SCRIPT: handler}, host="127.0.0.1", port=port)

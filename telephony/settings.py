@@ -1,0 +1,121 @@
+"""The switchboard's settings: hotline services and call-back policy from `dialplans/services.toml`
+(data), deployment knobs from `IOC_*` variables (declared once in `VARIABLES`; the README's
+configuration reference is checked against it)."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from ioc_core.config import ConfigError, Variable
+
+SERVICES_FILE = Path(__file__).resolve().parents[1] / "dialplans" / "services.toml"
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable("IOC_SERVICES_FILE", "dialplans/services.toml", "Hotline services and call-backs."),
+    Variable(
+        "IOC_CALLBACK_ATTEMPTS", "", "Automatic call-back attempts (overrides the file).", int
+    ),
+    Variable("IOC_CALLBACK_SPACING_S", "", "Seconds between call-back attempts (overrides).", int),
+    Variable("IOC_CALLBACK_FIRST_DELAY_S", "", "Seconds before the first call-back.", int),
+    Variable(
+        "IOC_ASTERISK_TRUNK_CONTACT",
+        "sip:127.0.0.1:5070",
+        "SIP URI of the carrier/SBC that call-backs are sent through.",
+    ),
+    Variable("IOC_ASTERISK_AGI_PORT", "4573", "Port of the FastAGI look-up server.", int),
+    Variable("IOC_RECORD_CALLS", "1", "Record answered calls (MixMonitor, wav); 0 = off.", bool),
+    Variable("IOC_SWITCHBOARD", "auto", "Run the switchboard app: auto (when set up), on, off."),
+    Variable("IOC_ASTERISK_HOST", "127.0.0.1", "Where the switchboard reaches ARI and AMI."),
+    Variable(
+        "IOC_SWITCHBOARD_AGENT_NAMES",
+        "",
+        "Optional display names: 1001=Nguyễn Văn A,1002=... (staff names on drafts).",
+    ),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    number: str
+    name_vi: str
+    name_en: str
+    queue: str
+    category: str
+    priority: str
+    emergency: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallbackPolicy:
+    automatic: frozenset[str]
+    attempts: int
+    spacing_s: float
+    first_delay_s: float
+    ring_s: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SwitchboardSettings:
+    services: Mapping[str, Service]
+    callback: CallbackPolicy
+    agent_names: Mapping[str, str] | None = None
+
+    def service(self, number: str) -> Service | None:
+        return self.services.get(number)
+
+    def service_of_queue(self, queue: str) -> Service | None:
+        return next((s for s in self.services.values() if s.queue == queue), None)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> SwitchboardSettings:
+        env = os.environ if env is None else env
+        path = Path(env.get("IOC_SERVICES_FILE") or SERVICES_FILE)
+        try:
+            data = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"IOC_SERVICES_FILE {path}: {exc}") from exc
+        try:
+            services = {
+                str(number): Service(number=str(number), **spec)
+                for number, spec in data["services"].items()
+            }
+            cb = data["callback"]
+            policy = CallbackPolicy(
+                automatic=frozenset(str(n) for n in cb["automatic"]),
+                attempts=_int(env, "IOC_CALLBACK_ATTEMPTS", cb["attempts"]),
+                spacing_s=_int(env, "IOC_CALLBACK_SPACING_S", cb["spacing_s"]),
+                first_delay_s=_int(env, "IOC_CALLBACK_FIRST_DELAY_S", cb["first_delay_s"]),
+                ring_s=int(cb["ring_s"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ConfigError(f"IOC_SERVICES_FILE {path}: missing or bad entry {exc}") from exc
+        unknown = policy.automatic - set(services)
+        if unknown:
+            raise ConfigError(f"IOC_SERVICES_FILE {path}: call-back for unknown {sorted(unknown)}")
+        names = dict(
+            item.split("=", 1)
+            for item in env.get("IOC_SWITCHBOARD_AGENT_NAMES", "").split(",")
+            if "=" in item
+        )
+        return cls(
+            services=services,
+            callback=policy,
+            agent_names={k.strip(): v.strip() for k, v in names.items()},
+        )
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "")
+    if not raw:
+        return int(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
+    if value < 0:
+        raise ConfigError(f"{name} must not be negative, got {value}")
+    return value

@@ -1,0 +1,428 @@
+"""The switchboard: one Stasis application with a router, the AMI observer, agents, and the
+call-back worker, wired together.
+
+Fail-safe rules this code keeps (ARCHITECTURE "Telephony rules", ADR 0010):
+- an emergency call is handed back to the dialplan (its queue) before anything else is done;
+- every route ends in `continue` to the dialplan, whatever fails on the way;
+- after a reconnect the app re-reads Asterisk (live channels over ARI, queue members and
+  waiting callers over AMI) and corrects the calls table: no ghost calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from ioc_core.api import CoreApi
+from ioc_core.db import utcnow
+from telephony import dialplan_vars as dv
+from telephony.ami.client import AmiClient
+from telephony.ari.client import AriClient, AriError, ChannelGone
+from telephony.calls.lifecycle import Effect, Fact
+from telephony.calls.service import CallStore
+from telephony.i18n import t
+from telephony.settings import SwitchboardSettings
+from telephony.switchboard.agents import AgentDesk
+from telephony.switchboard.observe import MEMBER_EVENTS, call_fact
+
+logger = logging.getLogger(__name__)
+
+PHONE = re.compile(r"^\+?[0-9]{3,15}$")
+# Events the router hands to a channel's own session (the IVR), by channel id.
+CHANNEL_EVENTS = frozenset(
+    {
+        "ChannelDtmfReceived",
+        "PlaybackStarted",
+        "PlaybackFinished",
+        "RecordingFinished",
+        "RecordingFailed",
+        "ChannelHangupRequest",
+        "ChannelDestroyed",
+        "StasisEnd",
+    }
+)
+# Q.850 causes of an unanswered call-back, as the attempt's outcome.
+_NOT_ANSWERED = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
+
+
+@dataclass(frozen=True, kw_only=True)
+class IvrOutcome:
+    outcome: str  # queue | record | hangup
+    language: str
+    choices: list[tuple[str, str]]
+    hung_up: bool
+
+
+class IvrRunner(Protocol):
+    async def __call__(
+        self,
+        *,
+        ari: AriClient,
+        channel_id: str,
+        events: asyncio.Queue[Mapping[str, Any]],
+        now: datetime,
+    ) -> IvrOutcome: ...
+
+
+class Switchboard:
+    def __init__(
+        self,
+        *,
+        ari: AriClient,
+        ami: AmiClient,
+        store: CallStore,
+        desk: AgentDesk,
+        api: CoreApi,
+        settings: SwitchboardSettings,
+        ivr: IvrRunner | None = None,
+        recordings_prefix: str = "ioc-msg",
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
+        self._api = api
+        self._settings = settings
+        self._ivr = ivr
+        self._recordings = recordings_prefix
+        self._clock = clock
+        self._sessions: dict[str, asyncio.Queue[Mapping[str, Any]]] = {}
+        self._originated: dict[str, int] = {}  # call-back channel id -> call-back id
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._wake = asyncio.Event()
+
+    # ------------------------------------------------------------------ running
+
+    async def run(self) -> None:
+        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
+        await asyncio.gather(
+            self.ari.run(self.on_ari, on_connect=self.ari_connected),
+            self.ami.run(self.on_ami, on_connect=self.ami_connected),
+            self._callback_loop(),
+        )
+
+    def _spawn(self, coro: Awaitable[Any]) -> None:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, ChannelGone):
+            logger.error("switchboard task failed", exc_info=exc)
+
+    async def close(self) -> None:
+        self.desk.close()
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        await self.ari.close()
+        await self.ami.close()
+
+    def wake_callbacks(self) -> None:
+        self._wake.set()
+
+    # ------------------------------------------------------------------ ARI: the router
+
+    async def on_ari(self, event: Mapping[str, Any]) -> None:
+        kind = event.get("type")
+        channel = event.get("channel") or {}
+        cid = str(channel.get("id", ""))
+        if kind == "StasisStart":
+            args = list(event.get("args") or [])
+            route = args[0] if args else ""
+            handler = {
+                "emergency": self._emergency,
+                "ivr": self._hotline,
+                "callback": self._callback_answered,
+                "record": self._record_route,
+            }.get(route)
+            if handler is None:
+                logger.warning("unknown Stasis route %r; back to the dialplan", route)
+                await self.ari.continue_in_dialplan(cid)
+                return
+            self._spawn(handler(channel, args[1:]))
+        elif kind in CHANNEL_EVENTS:
+            if (queue := self._sessions.get(cid)) is not None:
+                queue.put_nowait(event)
+            if kind == "ChannelDestroyed" and cid in self._originated:
+                self._spawn(self._callback_not_answered(cid, int(channel_cause(event))))
+
+    async def _emergency(self, channel: Mapping[str, Any], args: list[str]) -> None:
+        # The caller goes on to the queue first; the record is written meanwhile.
+        service = args[0] if args else ""
+        await asyncio.gather(
+            self._continue(str(channel["id"])),
+            self._arrived(channel, service),
+        )
+
+    async def _arrived(self, channel: Mapping[str, Any], service: str, **kw: Any) -> None:
+        await self.store.record(
+            str(channel["id"]),
+            Fact.ARRIVED,
+            ani=caller_number(channel),
+            service=service,
+            channel=str(channel.get("name", "")),
+            **kw,
+        )
+
+    async def _continue(self, cid: str, **where: str) -> None:
+        with contextlib.suppress(ChannelGone):  # hung up meanwhile: a normal race
+            await self.ari.continue_in_dialplan(cid, **where)
+
+    async def _hotline(self, channel: Mapping[str, Any], args: list[str]) -> None:
+        cid = str(channel["id"])
+        service = args[0] if args else "1022"
+        await self._arrived(channel, service)
+        if self._ivr is None:
+            await self._continue(cid)
+            return
+        events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
+        self._sessions[cid] = events
+        outcome = IvrOutcome(outcome="queue", language="vi", choices=[], hung_up=False)
+        try:
+            await self.store.record(cid, Fact.IVR_STARTED)
+            outcome = await self._ivr(
+                ari=self.ari, channel_id=cid, events=events, now=self._clock()
+            )
+        except ChannelGone:
+            outcome = IvrOutcome(outcome="hangup", language="vi", choices=[], hung_up=True)
+        except Exception:
+            logger.exception("IVR failed on %s; the caller goes to the queue", cid)
+        finally:
+            self._sessions.pop(cid, None)
+        if outcome.hung_up:
+            await self.store.record(cid, Fact.HANGUP, hangup_cause="caller hung up in the IVR")
+            return
+        choices = [list(c) for c in outcome.choices]
+        await self.store.record(cid, Fact.IVR_DONE, language=outcome.language, ivr_choices=choices)
+        await self._set_vars(
+            cid,
+            {
+                dv.LANGUAGE: outcome.language,
+                dv.IVR_CHOICES: ",".join(f"{node}={digit}" for node, digit in outcome.choices),
+            },
+        )
+        if outcome.outcome == "record":
+            await self._record_message(cid, outcome.language)
+        elif outcome.outcome == "hangup":
+            with contextlib.suppress(ChannelGone):
+                await self.ari.request("DELETE", f"/channels/{cid}")
+        else:
+            await self._continue(cid)
+
+    async def _set_vars(self, cid: str, values: Mapping[str, str]) -> None:
+        for name, value in values.items():
+            with contextlib.suppress(ChannelGone):
+                await self.ari.request(
+                    "POST", f"/channels/{cid}/variable", variable=name, value=value
+                )
+
+    async def _record_route(self, channel: Mapping[str, Any], args: list[str]) -> None:
+        """Overflow from the dialplan (a queue gave up): record a message, call back later."""
+        cid = str(channel["id"])
+        await self._arrived(channel, args[0] if args else "")
+        self._sessions[cid] = asyncio.Queue()
+        await self._record_message(cid, "vi")
+
+    async def _record_message(self, cid: str, language: str) -> None:
+        """Record after the tone (SW-8), then the call-back item carries the recording."""
+        events = self._sessions.setdefault(cid, asyncio.Queue())
+        name = f"{self._recordings}/{cid}"
+        try:
+            await self.ari.request(
+                "POST",
+                f"/channels/{cid}/record",
+                name=name,
+                format="wav",
+                maxDurationSeconds=120,
+                maxSilenceSeconds=10,
+                beep="true",
+                terminateOn="#",
+                ifExists="overwrite",
+            )
+            while True:
+                event = await asyncio.wait_for(events.get(), 150)
+                if event.get("type") in ("RecordingFinished", "RecordingFailed"):
+                    break
+                if event.get("type") in ("StasisEnd", "ChannelDestroyed"):
+                    # Asterisk finishes the file on hang-up; its event may follow or not.
+                    break
+        except (ChannelGone, TimeoutError, AriError) as exc:
+            logger.info("recording on %s ended early: %s", cid, exc)
+        finally:
+            self._sessions.pop(cid, None)
+        await self.store.record(cid, Fact.RECORDED, recording_path=f"{name}.wav")
+        with contextlib.suppress(ChannelGone, AriError):
+            await self.ari.request("DELETE", f"/channels/{cid}")
+
+    # ------------------------------------------------------------------ AMI: the observer
+
+    async def on_ami(self, msg: dict[str, str]) -> None:
+        event = msg.get("Event", "")
+        if event in MEMBER_EVENTS:
+            await self.desk.on_event(msg)
+            return
+        if event == "AgentComplete" and msg.get("MemberName"):
+            await self.desk.call_completed(msg["MemberName"])
+            return
+        observed = call_fact(msg)
+        if observed is None:
+            return
+        done = await self.store.record(
+            observed.uid,
+            observed.fact,
+            ani=observed.ani,
+            channel=observed.channel,
+            **observed.info,
+        )
+        if done is None:
+            return
+        if Effect.DRAFT_INCIDENT in done.effects and done.call["direction"] == "in":
+            self._spawn(self._draft(done.call))
+        if done.callback_id is not None:
+            self.wake_callbacks()
+
+    async def _draft(self, call: Mapping[str, Any]) -> None:
+        """An agent answered: open the draft incident as that agent, prefilled from the call
+        (the call-taker completes it through the API)."""
+        service = self._settings.service(call["service"])
+        if service is None:
+            return
+        agent = call.get("agent") or ""
+        name = (self._settings.agent_names or {}).get(agent) or t("agent.default_name", ext=agent)
+        ani = call.get("ani") or ""
+        lines = [
+            t("draft.call", service=service.name_vi, number=service.number, ani=ani or "?"),
+            t("draft.history", calls=call.get("caller_calls", 0)),
+        ]
+        if call.get("ivr_choices"):
+            lines.append(
+                t("draft.ivr", choices=", ".join(f"{n}={d}" for n, d in call["ivr_choices"]))
+            )
+        report: dict[str, Any] = {
+            "category": service.category,
+            "channel": "phone",
+            "priority": service.priority,
+            "language": call.get("language") or "vi",
+            "title": t("draft.title", service=service.name_vi, ani=ani or "?"),
+            "description": "\n".join(lines),
+            "external_ref": f"call:{call['id']}",
+            "draft": True,
+        }
+        if PHONE.match(ani):
+            report["reporter"] = {"phone": ani}
+        created = await self._api.calltaker(name).report_incident(report)
+        await self.store.link_incident(call["id"], created["code"])
+
+    # ------------------------------------------------------------------ reconnects
+
+    async def ari_connected(self) -> None:
+        """Re-read live channels: end calls that vanished while we were away, and hand any
+        channel still parked in our Stasis app (its session died with us) to the queue."""
+        try:
+            live = {str(c["id"]): c for c in await self.ari.channels()}
+        except AriError:
+            logger.exception("could not list channels after reconnecting")
+            return
+        for call in await self.store.live_calls():
+            if call.uid not in live:
+                await self.store.record(call.uid, Fact.LOST, hangup_cause="gone on reconnect")
+        for cid, channel in live.items():
+            dialplan = channel.get("dialplan") or {}
+            if dialplan.get("app_name") == "Stasis" and cid not in self._sessions:
+                if cid in self._originated:
+                    continue
+                logger.info("re-attached %s left in Stasis; back to the dialplan", cid)
+                await self._continue(cid)
+
+    async def ami_connected(self) -> None:
+        await self.desk.refresh()
+        for msg in await self.ami.list_action("QueueStatus"):
+            if msg.get("Event") == "QueueEntry" and msg.get("Uniqueid"):
+                await self.store.record(
+                    msg["Uniqueid"],
+                    Fact.QUEUED,
+                    ani=msg.get("CallerIDNum", ""),
+                    channel=msg.get("Channel", ""),
+                    queue=msg.get("Queue"),
+                )
+
+    # ------------------------------------------------------------------ call-backs
+
+    async def _callback_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), 1.0)
+            self._wake.clear()
+            try:
+                for callback_id in await self.store.due_callbacks():
+                    await self._originate(callback_id)
+            except Exception:
+                logger.exception("call-back loop failed; retrying")
+
+    async def _originate(self, callback_id: int) -> None:
+        cb = await self.store.get_callback(callback_id)
+        if cb is None:
+            return
+        channel_id = f"callback-{callback_id}-{cb['attempts']}"
+        self._originated[channel_id] = callback_id
+        try:
+            await self.ari.request(
+                "POST",
+                "/channels",
+                endpoint=f"PJSIP/{cb['ani']}@trunk",
+                app=self.ari.app,
+                appArgs=f"callback,{callback_id},{cb['service']}",
+                callerId=cb["service"],
+                timeout=self._settings.callback.ring_s,
+                channelId=channel_id,
+            )
+            await self.store.attempt_started(callback_id, channel_id)
+        except AriError as exc:
+            logger.warning("call-back %d could not be placed: %s", callback_id, exc)
+            self._originated.pop(channel_id, None)
+            await self.store.attempt_finished(callback_id, "failed")
+
+    async def _callback_answered(self, channel: Mapping[str, Any], args: list[str]) -> None:
+        """The citizen picked up a call-back: it joins the service's queue ahead of others."""
+        cid = str(channel["id"])
+        callback_id = int(args[0]) if args and args[0].isdigit() else None
+        service = args[1] if len(args) > 1 else ""
+        self._originated.pop(cid, None)
+        if callback_id is not None:
+            await self.store.attempt_finished(callback_id, "answered")
+        await self.store.record(
+            cid,
+            Fact.ARRIVED,
+            ani=caller_number(channel) or str(channel.get("connected", {}).get("number", "")),
+            service=service,
+            channel=str(channel.get("name", "")),
+            direction="callback",
+            callback_of=callback_id,
+        )
+        await self._continue(cid, context="callback", extension=service, priority="1")
+
+    async def _callback_not_answered(self, cid: str, cause: int) -> None:
+        callback_id = self._originated.pop(cid, None)
+        if callback_id is not None:
+            await self.store.attempt_finished(callback_id, _NOT_ANSWERED.get(cause, "failed"))
+
+
+def caller_number(channel: Mapping[str, Any]) -> str:
+    number = str((channel.get("caller") or {}).get("number", ""))
+    return "" if number in ("<unknown>", "anonymous") else number
+
+
+def channel_cause(event: Mapping[str, Any]) -> int:
+    try:
+        return int(event.get("cause", 0))
+    except (TypeError, ValueError):
+        return 0

@@ -1,0 +1,182 @@
+"""The switchboard's REST API for the consoles: calls, call-backs, queues, agents.
+
+Plugged into the hub's web application through the `ioc.web` entry point; the switchboard
+itself (ARI + AMI) starts with the app in the primary worker (see telephony.role)."""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from ioc_core.api.web import require_staff
+from ioc_core.errors import Conflict, NotFound, ServiceUnavailable
+from ioc_core.http import json_response, parse_query, read_model
+from telephony.ami.client import AmiError, AmiUnavailable
+from telephony.calls.kpi import QueuedCall, queue_stats
+from telephony.i18n import said
+from telephony.role import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
+from telephony.switchboard.agents import UnknownAgent
+
+routes = web.RouteTableDef()
+API = "/api/v1"
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CallsQuery(_Strict):
+    status: list[Literal["new", "ivr", "queued", "ringing", "connected", "ended"]] = Field(
+        default_factory=list
+    )
+    service: str | None = Field(default=None, max_length=8, pattern=r"^[0-9]+$")
+    since: datetime | None = None
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class CallbacksQuery(_Strict):
+    status: list[Literal["pending", "calling", "claimed", "done", "failed", "cancelled"]] = Field(
+        default_factory=list
+    )
+    limit: int = Field(default=100, ge=1, le=1000)
+
+
+class CallbackAction(_Strict):
+    note: str = Field(default="", max_length=2000)
+    agent: str = Field(default="", max_length=32)
+
+
+class LoginIn(_Strict):
+    queues: list[str] = Field(default_factory=list, max_length=32)
+
+
+class PauseIn(_Strict):
+    reason: str = Field(default="", max_length=64, pattern=r"^[^\r\n]*$")
+
+
+@routes.get(API + "/calls")
+async def list_calls(request: web.Request) -> web.Response:
+    await require_staff(request)
+    q = parse_query(request, CallsQuery, multi=frozenset({"status"}))
+    if q.since is not None and q.since.tzinfo is None:
+        q.since = q.since.replace(tzinfo=LOCAL)
+    items = await request.app[STORE].list_calls(
+        status=q.status, service=q.service, since=q.since, limit=q.limit
+    )
+    return json_response({"items": items})
+
+
+@routes.get(API + "/calls/{id}")
+async def get_call(request: web.Request) -> web.Response:
+    await require_staff(request)
+    call = await request.app[STORE].get_call(request.match_info["id"])
+    if call is None:
+        raise NotFound(said("api.unknown_call", id=request.match_info["id"]))
+    return json_response(call)
+
+
+@routes.get(API + "/callbacks")
+async def list_callbacks(request: web.Request) -> web.Response:
+    await require_staff(request)
+    q = parse_query(request, CallbacksQuery, multi=frozenset({"status"}))
+    return json_response(
+        {"items": await request.app[STORE].list_callbacks(status=q.status, limit=q.limit)}
+    )
+
+
+@routes.post(API + "/callbacks/{id:[0-9]+}/{action:claim|complete|cancel|retry}")
+async def act_on_callback(request: web.Request) -> web.Response:
+    who = await require_staff(request)
+    body = await read_model(request, CallbackAction)
+    callback_id = int(request.match_info["id"])
+    try:
+        view = await request.app[STORE].act_on_callback(
+            callback_id, request.match_info["action"], agent=body.agent or who.name, note=body.note
+        )
+    except ValueError as exc:
+        raise Conflict(said("api.bad_action", reason=str(exc)), error_id="callback-state") from None
+    if view is None:
+        raise NotFound(said("api.unknown_callback", id=callback_id))
+    if request.match_info["action"] == "retry" and (sb := request.app.get(SWITCHBOARD)):
+        sb.wake_callbacks()
+    return json_response(view)
+
+
+@routes.get(API + "/queues")
+async def queues(request: web.Request) -> web.Response:
+    """Today's figures (since local midnight) plus whatever is still waiting."""
+    await require_staff(request)
+    store = request.app[STORE]
+    settings = request.app[SWITCHBOARD_SETTINGS]
+    now = datetime.now(LOCAL)
+    midnight = datetime.combine(now.date(), time(0), LOCAL)
+    calls = [
+        QueuedCall(
+            queue=c.queue or "",
+            status=c.status,
+            outcome=c.outcome,
+            queued_at=c.queued_at,
+            answered_at=c.answered_at,
+            ended_at=c.ended_at,
+        )
+        for c in await store.calls_since(midnight)
+    ]
+    items = queue_stats(
+        calls,
+        queues=[s.queue for s in settings.services.values()],
+        agents=await store.agents(),
+        now=now,
+    )
+    since = midnight.isoformat()
+    return json_response({"since": since, "items": items, "switchboard": _running(request)})
+
+
+def _running(request: web.Request) -> bool:
+    sb = request.app.get(SWITCHBOARD)
+    return bool(sb and sb.ami.connected.is_set())
+
+
+@routes.get(API + "/agents")
+async def agents(request: web.Request) -> web.Response:
+    await require_staff(request)
+    return json_response({"items": await request.app[STORE].agents()})
+
+
+@routes.post(API + "/agents/{ext}/{action:login|logout|pause|unpause}")
+async def agent_action(request: web.Request) -> web.Response:
+    await require_staff(request)
+    sb = request.app.get(SWITCHBOARD)
+    ext, action = request.match_info["ext"], request.match_info["action"]
+    body: Any = (
+        await read_model(request, PauseIn if action == "pause" else LoginIn)
+        if (request.can_read_body)
+        else (PauseIn() if action == "pause" else LoginIn())
+    )
+    if sb is None or not sb.ami.connected.is_set():
+        raise ServiceUnavailable(said("api.switchboard_down"), error_id="switchboard-down")
+    try:
+        if action == "login":
+            await sb.desk.login(ext, body.queues or None)
+        elif action == "logout":
+            await sb.desk.logout(ext)
+        elif action == "pause":
+            await sb.desk.pause(ext, body.reason)
+        else:
+            await sb.desk.unpause(ext)
+    except AmiUnavailable:
+        raise ServiceUnavailable(
+            said("api.switchboard_down"), error_id="switchboard-down"
+        ) from None
+    except AmiError as exc:
+        raise Conflict(said("api.bad_action", reason=exc.message), error_id="agent-state") from None
+    except UnknownAgent:
+        raise NotFound(said("api.unknown_agent", ext=ext), error_id="unknown-agent") from None
+    except ValueError as exc:
+        raise Conflict(said("api.bad_action", reason=str(exc)), error_id="agent-state") from None
+    state = sb.desk.state_of(ext)
+    return json_response({"extension": ext, "state": state.value})
