@@ -16,8 +16,11 @@ $(STAMP):
 
 setup: $(STAMP)
 
+# `ioc setup` prepares the database and the switchboard (Asterisk chroot, prompts, started in
+# the background with its PID tracked; `ioc asterisk stop` ends it). Without root or
+# debootstrap it says what is missing and the hub runs without the switchboard.
 run: setup
-	$(VENV)/bin/ioc setup core
+	$(VENV)/bin/ioc setup
 	$(VENV)/bin/ioc run
 
 services:
@@ -26,7 +29,9 @@ services:
 tools:
 	scripts/ensure-tools.sh
 
+# The tests start their own Asterisk instances; `prepare` builds the cached chroot and prompts.
 test: setup services tools
+	$(VENV)/bin/ioc asterisk prepare
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 from collections.abc import AsyncIterator
+from functools import partial
 
 from aiohttp import web
 
@@ -24,6 +25,8 @@ from telephony.ami.client import AmiClient
 from telephony.ari.client import AriClient
 from telephony.asterisk.config import AsteriskSettings
 from telephony.calls.service import CallStore
+from telephony.ivr.menus import Menu, load_menu
+from telephony.ivr.session import run_ivr
 from telephony.settings import SwitchboardSettings
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.app import IvrRunner, Switchboard
@@ -54,8 +57,9 @@ def build_switchboard(
     asterisk: AsteriskSettings,
     api: CoreApi,
     host: str = "127.0.0.1",
-    ivr: IvrRunner | None = None,
+    menu: Menu | None = None,
 ) -> Switchboard:
+    """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
     ari = AriClient(
         base_url=f"http://{host}:{asterisk.http_port}",
         user=asterisk.ari_user,
@@ -73,6 +77,7 @@ def build_switchboard(
         wrapup_s=WRAPUP_S,
         names=dict(settings.agent_names or {}),
     )
+    ivr: IvrRunner | None = partial(run_ivr, menu=menu) if menu is not None else None
     return Switchboard(
         ari=ari, ami=ami, store=store, desk=desk, api=api, settings=settings, ivr=ivr
     )
@@ -103,6 +108,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         asterisk=asterisk,
         api=system_api(app, name="switchboard"),
         host=os.environ.get("IOC_ASTERISK_HOST", "127.0.0.1"),
+        menu=load_menu(),
     )
     app[SWITCHBOARD] = sb
     agi = caller_lookup_server(
@@ -129,8 +135,11 @@ def caller_lookup_server(
 ) -> FastAgiServer:
     """FastAGI `lookup`: the caller's history, open incidents and barring, for the dialplan."""
 
+    # Who reported what is staff knowledge: the look-up asks as a call-taker.
+    staff = api.calltaker("switchboard")
+
     async def open_incidents(number: str) -> tuple[int, str | None]:
-        found = await api.caller_incidents(number)
+        found = await staff.caller_incidents(number)
         return int(found["open"]), found["latest"]
 
     handler = make_caller_lookup(

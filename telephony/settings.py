@@ -15,6 +15,16 @@ from ioc_core.config import ConfigError, Variable
 SERVICES_FILE = Path(__file__).resolve().parents[1] / "dialplans" / "services.toml"
 
 VARIABLES: tuple[Variable, ...] = (
+    Variable("IOC_ASTERISK_HTTP_PORT", "8088", "Asterisk's HTTP port: ARI and WebSocket.", int),
+    Variable("IOC_ASTERISK_AMI_PORT", "5038", "Asterisk's manager interface port.", int),
+    Variable("IOC_ASTERISK_SIP_PORT", "5060", "SIP (UDP) port for the trunk and agents.", int),
+    Variable("IOC_ASTERISK_RTP_START", "10000", "First RTP port.", int),
+    Variable("IOC_ASTERISK_RTP_END", "20000", "Last RTP port.", int),
+    Variable("IOC_ARI_PASSWORD", "(generated)", "ARI password; kept in secrets.json if unset."),
+    Variable("IOC_AMI_PASSWORD", "(generated)", "AMI password; kept in secrets.json if unset."),
+    Variable("IOC_ASTERISK_TRUNK_IPS", "127.0.0.1", "Carrier/SBC addresses (comma-separated)."),
+    Variable("IOC_ASTERISK_AGENTS", "1001,...,1005", "Agent extensions (comma-separated)."),
+    Variable("IOC_PROMPTS_DIR", "", "Recorded prompts (<lang>/<name>.wav) replacing espeak-ng."),
     Variable("IOC_SERVICES_FILE", "dialplans/services.toml", "Hotline services and call-backs."),
     Variable(
         "IOC_CALLBACK_ATTEMPTS", "", "Automatic call-back attempts (overrides the file).", int

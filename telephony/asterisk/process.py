@@ -82,10 +82,15 @@ class AsteriskProcess:
 
     def _mount(self) -> None:
         mounted = set(mounts_under(self.root))
+        # The IVR prompts (telephony/ivr/prompts.py), played as `sound:ioc/<lang>/<name>`;
+        # made before the start by `ioc setup`, an empty folder otherwise.
+        sounds = self.state_dir / "sounds"
+        sounds.mkdir(parents=True, exist_ok=True)
         mounts = (
             *SYSTEM_MOUNTS,
             (str(self.etc_dir), "etc/asterisk"),
             (str(self.log_dir), "var/log/asterisk"),
+            (str(sounds), "usr/share/asterisk/sounds/ioc"),
         )
         for source, target in mounts:
             point = self.root / target

@@ -15,7 +15,6 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -27,6 +26,7 @@ from telephony.ari.client import AriClient, AriError, ChannelGone
 from telephony.calls.lifecycle import Effect, Fact
 from telephony.calls.service import CallStore
 from telephony.i18n import t
+from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.observe import MEMBER_EVENTS, call_fact
@@ -51,15 +51,9 @@ CHANNEL_EVENTS = frozenset(
 _NOT_ANSWERED = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 
 
-@dataclass(frozen=True, kw_only=True)
-class IvrOutcome:
-    outcome: str  # queue | record | hangup
-    language: str
-    choices: list[tuple[str, str]]
-    hung_up: bool
-
-
 class IvrRunner(Protocol):
+    """`telephony.ivr.session.run_ivr` with its menu bound (functools.partial)."""
+
     async def __call__(
         self,
         *,
@@ -67,7 +61,7 @@ class IvrRunner(Protocol):
         channel_id: str,
         events: asyncio.Queue[Mapping[str, Any]],
         now: datetime,
-    ) -> IvrOutcome: ...
+    ) -> IvrResult: ...
 
 
 class Switchboard:
@@ -134,7 +128,8 @@ class Switchboard:
     async def on_ari(self, event: Mapping[str, Any]) -> None:
         kind = event.get("type")
         channel = event.get("channel") or {}
-        cid = str(channel.get("id", ""))
+        # Playback*/Recording* events name their channel only in target_uri (channel_of).
+        cid = channel_of(event) or ""
         if kind == "StasisStart":
             args = list(event.get("args") or [])
             route = args[0] if args else ""
@@ -186,14 +181,14 @@ class Switchboard:
             return
         events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
         self._sessions[cid] = events
-        outcome = IvrOutcome(outcome="queue", language="vi", choices=[], hung_up=False)
+        outcome = IvrResult(outcome="queue", language="vi", choices=())
         try:
             await self.store.record(cid, Fact.IVR_STARTED)
             outcome = await self._ivr(
                 ari=self.ari, channel_id=cid, events=events, now=self._clock()
             )
         except ChannelGone:
-            outcome = IvrOutcome(outcome="hangup", language="vi", choices=[], hung_up=True)
+            outcome = IvrResult(outcome="hangup", language="vi", choices=(), hung_up=True)
         except Exception:
             logger.exception("IVR failed on %s; the caller goes to the queue", cid)
         finally:
@@ -397,12 +392,16 @@ class Switchboard:
         callback_id = int(args[0]) if args and args[0].isdigit() else None
         service = args[1] if len(args) > 1 else ""
         self._originated.pop(cid, None)
+        ani = ""
         if callback_id is not None:
-            await self.store.attempt_finished(callback_id, "answered")
+            done = await self.store.attempt_finished(callback_id, "answered")
+            ani = done["ani"] if done else ""
+        # The originated channel's caller id is ours (the service number): the citizen's
+        # number is the call-back item's.
         await self.store.record(
             cid,
             Fact.ARRIVED,
-            ani=caller_number(channel) or str(channel.get("connected", {}).get("number", "")),
+            ani=ani,
             service=service,
             channel=str(channel.get("name", "")),
             direction="callback",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from ioc_core.config import VARIABLES, ConfigError, Settings
+from telephony.settings import VARIABLES as SWITCHBOARD_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -43,5 +45,21 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 
 def test_readme_documents_every_variable() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
-    missing = [v.name for v in VARIABLES if f"`{v.name}`" not in readme]
+    declared = [*VARIABLES, *SWITCHBOARD_VARIABLES]
+    missing = [v.name for v in declared if f"`{v.name}`" not in readme]
     assert not missing, f"README's configuration reference lacks {missing}"
+
+
+def test_every_variable_the_code_reads_is_declared() -> None:
+    """An `IOC_*` environment variable read anywhere must be in a VARIABLES table (and so in
+    the README); dialplan variables (channel variables, not environment) are listed apart."""
+    from telephony.agi.lookups import VARIABLES as AGI_VARIABLES
+    from telephony.dialplan_vars import ALL as DIALPLAN
+
+    declared = {v.name for v in (*VARIABLES, *SWITCHBOARD_VARIABLES)}
+    channel = {*DIALPLAN, *AGI_VARIABLES, "IOC_AGI_STATUS"}
+    used: set[str] = set()
+    for package in ("ioc_core", "telephony"):
+        for path in (ROOT / package).rglob("*.py"):
+            used |= set(re.findall(r"\"(IOC_[A-Z0-9_]+)\"", path.read_text("utf-8")))
+    assert used - declared - channel == set()

@@ -1,0 +1,1 @@
+"""Voice menus (IVR): the menu as data, a pure state machine, prompts, and the ARI driver."""

@@ -1,0 +1,174 @@
+"""The voice menu as a pure state machine: events in, actions out, no I/O and no clock.
+
+`start(menu, now)` and `step(menu, state, event)` return the next state and the actions the
+driver (session.py) carries out in order. The driver owns timers and playbacks; the engine
+only says "play this", "listen for N seconds", "stop the prompt", "finish".
+
+Phases:
+- prompting: the node's prompts are playing; a key stops them (barge-in) and counts;
+- listening: the prompts have ended; a key counts, a timeout re-offers the menu or gives up;
+- announcing: an announcement ("connecting", "closed", "goodbye") plays in full, keys ignored;
+- done: Finish was emitted; everything later is ignored.
+Events that do not fit the phase (a late timer, a stale PromptDone) are ignored, so a race in
+the driver can never move the caller twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+
+from telephony.ivr.menus import Menu, Node, Outcome, Target
+
+Phase = Literal["prompting", "listening", "announcing", "done"]
+Choice = tuple[str, str]  # (node, digit)
+
+
+# ---------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class Digit:
+    digit: str
+
+
+@dataclass(frozen=True)
+class Timeout:
+    """The Listen period ended without a key."""
+
+
+@dataclass(frozen=True)
+class PromptDone:
+    """The prompt last played has finished (or failed: the menu goes on without it)."""
+
+
+Event = Digit | Timeout | PromptDone
+
+
+# ---------------------------------------------------------------------------------- actions
+
+
+@dataclass(frozen=True)
+class Play:
+    prompt: str
+    language: str
+
+
+@dataclass(frozen=True)
+class Listen:
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class StopPrompt:
+    """Barge-in: stop the prompt playing now (and drop the ones queued after it)."""
+
+
+@dataclass(frozen=True)
+class Finish:
+    outcome: Outcome
+    language: str
+    choices: tuple[Choice, ...]
+
+
+Action = Play | Listen | StopPrompt | Finish
+
+
+@dataclass(frozen=True, kw_only=True)
+class State:
+    node: str
+    language: str
+    is_open: bool
+    phase: Phase = "prompting"
+    tries: int = 0  # timeouts + invalid keys at this node so far
+    choices: tuple[Choice, ...] = ()
+    queued: tuple[Play, ...] = ()  # prompts still to play after the current one
+    pending: Target | None = None  # where to go once the announcement has played
+
+
+Step = tuple[State, list[Action]]
+
+
+def start(menu: Menu, now: datetime) -> Step:
+    """The first state and actions for a call answered at `now` (aware; opening hours)."""
+    state = State(node=menu.start, language=menu.default_language, is_open=menu.is_open(now))
+    return _go(menu, state, Target(node=menu.start))
+
+
+def step(menu: Menu, state: State, event: Event) -> Step:
+    if isinstance(event, PromptDone):
+        return _prompt_done(menu, state)
+    if isinstance(event, Digit):
+        if state.phase == "prompting":
+            state, actions = _digit(menu, state, event.digit)
+            return state, [StopPrompt(), *actions]
+        if state.phase == "listening":
+            return _digit(menu, state, event.digit)
+        return state, []  # an announcement is not interrupted; done is done
+    if state.phase != "listening":
+        return state, []  # a timer that fired late
+    return _fail(menu, state, menu.no_input_prompt, menu.nodes[state.node].on_timeout)
+
+
+# ---------------------------------------------------------------------------------- internals
+
+
+def _play(state: State, phase: Phase, plays: list[Play], pending: Target | None) -> Step:
+    first, *rest = plays
+    return replace(state, phase=phase, queued=tuple(rest), pending=pending), [first]
+
+
+def _prompt_done(menu: Menu, state: State) -> Step:
+    if state.phase not in ("prompting", "announcing"):
+        return state, []
+    if state.queued:
+        first, *rest = state.queued
+        return replace(state, queued=tuple(rest)), [first]
+    if state.phase == "announcing":
+        assert state.pending is not None  # announcing always has somewhere to go
+        return _go(menu, replace(state, pending=None), state.pending)
+    node = menu.nodes[state.node]
+    return replace(state, phase="listening"), [Listen(node.timeout_s)]
+
+
+def _digit(menu: Menu, state: State, digit: str) -> Step:
+    node = menu.nodes[state.node]
+    target = node.choices.get(digit)
+    if target is None:
+        return _fail(menu, state, menu.invalid_prompt, node.on_invalid)
+    return _go(menu, replace(state, choices=(*state.choices, (node.name, digit))), target)
+
+
+def _fail(menu: Menu, state: State, sorry: str | None, give_up: Target) -> Step:
+    """A timeout or a wrong key: offer the menu again while retries last, then give up."""
+    node = menu.nodes[state.node]
+    tries = state.tries + 1
+    if tries > node.retries:
+        return _go(menu, state, give_up)
+    plays = [Play(sorry, state.language)] if sorry else []
+    plays += _node_prompts(menu, node, state.language)
+    return _play(replace(state, tries=tries), "prompting", plays, None)
+
+
+def _node_prompts(menu: Menu, node: Node, language: str) -> list[Play]:
+    languages = menu.languages if node.all_languages else (language,)
+    return [Play(p, lang) for lang in languages for p in node.prompts]
+
+
+def _go(menu: Menu, state: State, target: Target) -> Step:
+    if target.language is not None:
+        state = replace(state, language=target.language)
+    if target.say is not None:
+        then = replace(target, say=None, language=None)
+        return _play(state, "announcing", [Play(target.say, state.language)], then)
+    if target.outcome is not None:
+        finish = Finish(target.outcome, state.language, state.choices)
+        return replace(state, phase="done", queued=(), pending=None), [finish]
+    assert target.node is not None  # menus.py guarantees exactly one of node/outcome
+    node = menu.nodes[target.node]
+    if node.during_hours and not state.is_open:
+        closed = Target(outcome=menu.closed_outcome, say=menu.closed_prompt)
+        return _go(menu, replace(state, node=node.name), closed)
+    entered = replace(state, node=node.name, tries=0)
+    return _play(entered, "prompting", _node_prompts(menu, node, state.language), None)

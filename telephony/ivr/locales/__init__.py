@@ -1,0 +1,1 @@
+"""Prompt texts of the voice menus, one JSON file per language (Vietnamese first)."""

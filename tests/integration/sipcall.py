@@ -1,0 +1,158 @@
+"""Real SIP callers for the switchboard tests: SIPp from the carrier's address (127.0.0.1 is the
+default trunk IP) with a caller number, a hold time, and either side hanging up."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from pathlib import Path
+
+_HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From: <sip:{ani}@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
+      To: <sip:[service]@[remote_ip]:[remote_port]>{peer}
+      Call-ID: [call_id]
+      Contact: sip:{ani}@[local_ip]:[local_port]
+      Max-Forwards: 70"""
+
+
+def caller_scenario(ani: str, hold_ms: int) -> str:
+    """INVITE as `ani`, wait for the answer, stay `hold_ms`, then hang up — unless Asterisk
+    hangs up first (an agent ended the call), which is accepted too."""
+    head = _HEAD.format(ani=ani, peer="")
+    dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="caller">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      {head}
+      CSeq: 1 INVITE
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      {dialog}
+      CSeq: 1 ACK
+      Content-Length: 0
+  ]]></send>
+  <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
+  <send next="end"><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+  ]]></send>
+  <label id="hangup"/>
+  <send retrans="500"><![CDATA[
+      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      {dialog}
+      CSeq: 2 BYE
+      Content-Length: 0
+  ]]></send>
+  <recv response="200"/>
+  <label id="end"/>
+</scenario>
+"""
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Caller:
+    """One SIPp call running in the background while the test watches the switchboard."""
+
+    def __init__(self, *, service: str, ani: str, hold_ms: int, folder: Path, sip_port: int = 5060):
+        self.service, self.ani, self.hold_ms = service, ani, hold_ms
+        self._scenario = folder / f"caller-{ani}-{service}.xml"
+        self._scenario.write_text(caller_scenario(ani, hold_ms))
+        self._sip_port = sip_port
+        self._proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> Caller:
+        self._proc = await asyncio.create_subprocess_exec(
+            "sipp",
+            f"127.0.0.1:{self._sip_port}",
+            "-sf",
+            str(self._scenario),
+            "-s",
+            self.service,
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(free_udp_port()),
+            "-mp",
+            str(free_udp_port()),
+            "-m",
+            "1",
+            "-timeout",
+            f"{self.hold_ms // 1000 + 30}s",
+            "-timeout_error",
+            "-nostdin",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            cwd=str(self._scenario.parent),
+        )
+        return self
+
+    async def done(self, timeout_s: float = 60) -> int:
+        """SIPp's exit status (0: the call went as scripted)."""
+        assert self._proc is not None
+        out, err = await asyncio.wait_for(self._proc.communicate(), timeout_s)
+        if self._proc.returncode:
+            print(out.decode(errors="replace")[-1500:], err.decode(errors="replace")[-1500:])
+        return int(self._proc.returncode or 0)
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.returncode is None:
+            self._proc.kill()
+
+
+SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
+PCAPS = Path("/usr/share/sip-tester")  # Debian's sip-tester: RFC 2833 digits
+
+
+def dtmf_pcaps(folder: Path, digits: str) -> None:
+    """`folder/key<n>.pcap` for each digit, from SIPp's shipped dtmf_2833_<d>.pcap.
+
+    Asterisk quirk: res_rtp_asterisk drops a telephone-event whose RTP timestamp is not after
+    the last one that ended (it takes it for a late retransmission). The shipped pcaps carry
+    fixed timestamps (dtmf_2833_1 is older than dtmf_2833_2) and SIPp replays RTP headers as
+    they are, so "2 then 1" loses the 1. Renumbering sequence and timestamp per key, in the
+    order pressed, makes any sequence of keys arrive like one phone's.
+    """
+    for n, digit in enumerate(digits, start=1):
+        data = bytearray((PCAPS / f"dtmf_2833_{digit}.pcap").read_bytes())
+        offset, first = 24, None  # pcap global header; Ethernet link type
+        while offset < len(data):
+            length = struct.unpack_from("<I", data, offset + 8)[0]
+            packet = offset + 16
+            ip_header = (data[packet + 14] & 0x0F) * 4
+            rtp = packet + 14 + ip_header + 8
+            seq, stamp = struct.unpack_from(">HI", data, rtp + 2)
+            first = first or (seq, stamp)
+            struct.pack_into(
+                ">HI", data, rtp + 2, 1000 * n + seq - first[0], 80_000 * n + stamp - first[1]
+            )
+            offset = packet + length
+        (folder / f"key{n}.pcap").write_bytes(bytes(data))

@@ -1,0 +1,321 @@
+"""The switchboard end to end: the project's Asterisk, SIPp callers from the trunk, a registered
+agent phone (pyVoIP), the Stasis app + AMI observer, and the incident store behind them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ioc_core.access.roles import SYSTEM
+from ioc_core.api import InProcessCoreApi
+from ioc_core.artifacts import ArtifactCache
+from ioc_core.config import Settings
+from ioc_core.runtime import Core
+from telephony.asterisk.chroot import ensure_chroot
+from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.process import AsteriskProcess
+from telephony.calls.service import CallStore
+from telephony.ivr.menus import Menu, load_menu
+from telephony.ivr.prompts import ensure_prompts
+from telephony.role import build_switchboard, caller_lookup_server
+from telephony.settings import SwitchboardSettings
+from telephony.softphone.agent_phone import AgentPhone
+from telephony.switchboard.app import Switchboard
+from telephony.switchboard.blocked import BlockedNumbers
+from tests.helpers import wait_until
+from tests.integration.sipcall import SIPP, Caller, dtmf_pcaps, free_udp_port
+
+pytestmark = pytest.mark.asterisk
+
+
+@pytest.fixture
+def backend() -> str:
+    # The switchboard's store runs on the embedded default here; the store itself is tested
+    # on both databases elsewhere, and one scenario below runs on PostgreSQL too.
+    return "sqlite"
+
+
+@pytest.fixture(scope="module")
+def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
+    root = ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
+    proc = AsteriskProcess(root=root, state_dir=tmp_path_factory.mktemp("pbx"))
+    ensure_prompts(proc.state_dir / "sounds")  # what `ioc setup asterisk` does
+    proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+@dataclass
+class Hub:
+    core: Core
+    store: CallStore
+    sb: Switchboard
+    settings: SwitchboardSettings
+    asterisk: AsteriskSettings
+    pbx: AsteriskProcess
+    folder: Path
+    task: asyncio.Task[Any] | None = None
+
+    async def start_app(self, menu: Menu | None = None) -> None:
+        self.sb = build_switchboard(
+            store=self.store,
+            settings=self.settings,
+            asterisk=self.asterisk,
+            api=InProcessCoreApi(core=self.core, principal=SYSTEM),
+            menu=menu,
+        )
+        self.task = asyncio.create_task(self.sb.run())
+        await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
+        await wait_until(self.sb.ami.connected.is_set, 10, "AMI connected")
+
+    async def kill_app(self) -> None:
+        assert self.task is not None
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+        await self.sb.close()
+        self.task = None
+
+    def caller(self, service: str, ani: str, hold_ms: int = 20_000) -> Caller:
+        return Caller(service=service, ani=ani, hold_ms=hold_ms, folder=self.folder)
+
+    async def call_of(self, ani: str, service: str, **where: Any) -> dict[str, Any]:
+        async def find() -> dict[str, Any] | None:
+            for c in await self.store.list_calls(service=service):
+                if c["ani"] == ani and all(c.get(k) == v for k, v in where.items()):
+                    return c
+            return None
+
+        found: dict[str, Any] = await wait_until(find, 10, f"call {service} from {ani} {where}")
+        return found
+
+    def phone(self, extension: str = "1001") -> AgentPhone:
+        return AgentPhone(
+            extension=extension,
+            password=self.asterisk.agents[extension],
+            rtp_range=(40000, 40999),
+        )
+
+
+@pytest.fixture
+async def hub(core: Core, pbx: AsteriskProcess, tmp_path: Path) -> AsyncIterator[Hub]:
+    settings = SwitchboardSettings.from_env({"IOC_CALLBACK_FIRST_DELAY_S": "0"})
+    asterisk = AsteriskSettings.from_env(pbx.state_dir)
+    store = CallStore(sessions=core.sessions, settings=settings, on_commit=core.relay.notify)
+    api = InProcessCoreApi(core=core, principal=SYSTEM)
+    sb = build_switchboard(store=store, settings=settings, asterisk=asterisk, api=api)
+    agi = caller_lookup_server(
+        store=store, api=api, blocked=BlockedNumbers(path=tmp_path / "blocked.txt"), port=4573
+    )
+    await agi.start()
+    hub = Hub(
+        core=core,
+        store=store,
+        sb=sb,
+        settings=settings,
+        asterisk=asterisk,
+        pbx=pbx,
+        folder=tmp_path,
+    )
+    await hub.start_app()
+    try:
+        yield hub
+    finally:
+        if hub.task is not None:
+            with contextlib.suppress(Exception):
+                for ext in hub.sb.desk.extensions:
+                    await hub.sb.desk.logout(ext)
+            await hub.kill_app()
+        await agi.close()
+        # No call of this test may outlive it (the next test counts its own).
+        await asyncio.to_thread(pbx.cli, "channel request hangup all")
+
+
+async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft(hub: Hub) -> None:
+    phone = hub.phone()
+    await phone.astart()
+    try:
+        await hub.sb.desk.login("1001")
+        await hub.sb.desk.pause("1001", "họp giao ban")
+        hotline = await hub.caller("1022", "0912000001").start()
+        waiting = await hub.call_of("0912000001", "1022", status="queued")
+        fire = await hub.caller("114", "0912000002").start()
+        await hub.call_of("0912000002", "114", status="queued")
+        await hub.sb.desk.unpause("1001")  # one agent, two callers: who rings first?
+
+        answered = await phone.wait_for_call(state="answered", timeout_s=15)
+        assert answered.from_user == "0912000002", "the 114 caller overtakes the 1022 caller"
+        call = await hub.call_of("0912000002", "114", status="connected")
+        assert call["agent"] == "1001" and call["queue"] == "emergency-114"
+        assert (await hub.store.get_call(waiting["id"]) or {})["status"] == "queued"
+
+        # The draft: created by the agent who answered, prefilled from the call.
+        linked = await hub.call_of("0912000002", "114", status="connected")
+        code = await wait_until(
+            lambda: _incident_code(hub, linked["id"]), 10, "draft incident linked"
+        )
+        staff = InProcessCoreApi(core=hub.core, principal=SYSTEM).calltaker("kiểm tra")
+        draft = await staff.get_incident(code)
+        assert draft["state"] == "draft" and draft["channel"] == "phone"
+        assert draft["category"] == "chay_no" and draft["priority"] == "urgent"
+        assert draft["reporters"][0]["phone"] == "0912000002"
+        assert "0912000002" in draft["description"]
+
+        phone.hangup()
+        assert await fire.done() == 0
+        ended = await hub.call_of("0912000002", "114", status="ended")
+        assert ended["outcome"] == "answered" and ended["answered_at"] and ended["ended_at"]
+        hotline.stop()
+    finally:
+        await phone.astop()
+
+
+async def _incident_code(hub: Hub, uid: str) -> str | None:
+    call = await hub.store.get_call(uid)
+    return call["incident_code"] if call else None
+
+
+async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_back(
+    hub: Hub,
+) -> None:
+    # Nobody is logged in: the caller waits, then gives up.
+    uas = await _answering_citizen()
+    try:
+        gave_up = await hub.caller("113", "0912000003", hold_ms=1500).start()
+        assert await gave_up.done() == 0
+        call = await hub.call_of("0912000003", "113", status="ended")
+        assert call["outcome"] == "abandoned"
+        ended_at = call["ended_at"]
+
+        async def item() -> dict[str, Any] | None:
+            items = await hub.store.list_callbacks()
+            return next((i for i in items if i["ani"] == "0912000003"), None)
+
+        cb = await wait_until(item, 5, "call-back item within 5 s")
+        assert cb["service"] == "113" and cb["reason"] == "abandoned" and cb["automatic"]
+        assert cb["created_at"] >= ended_at
+
+        # The switchboard calls the citizen back by itself (the trunk's far end answers).
+        async def done() -> dict[str, Any] | None:
+            now = await hub.store.get_callback(cb["id"])
+            return now if now and now["status"] == "done" else None
+
+        finished = await wait_until(done, 15, "automatic call-back answered")
+        assert finished["attempts"] == 1 and finished["last_outcome"] == "answered"
+        back = await hub.call_of("0912000003", "113", direction="callback")
+        assert back["status"] in ("queued", "new")  # rejoined the emergency queue at its front
+    finally:
+        uas.kill()
+        await uas.wait()
+
+
+async def _answering_citizen() -> asyncio.subprocess.Process:
+    """The citizen's phone behind the carrier: SIPp answers one call on the trunk contact."""
+    return await asyncio.create_subprocess_exec(
+        "sipp",
+        "-sn",
+        "uas",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        "5070",
+        "-m",
+        "1",
+        "-nostdin",
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
+async def test_calls_reach_agents_with_the_app_dead_and_the_app_reattaches(hub: Hub) -> None:
+    phone = hub.phone("1002")
+    await phone.astart()
+    try:
+        await hub.sb.desk.login("1002")
+        await hub.sb.desk.pause("1002", "")
+        lost = await hub.caller("1022", "0912000004", hold_ms=2000).start()
+        await hub.call_of("0912000004", "1022", status="queued")
+        await hub.kill_app()  # the Python side dies; Asterisk carries on
+
+        assert await lost.done() == 0  # this caller gives up while nobody watches
+        await asyncio.to_thread(hub.pbx.cli, "queue unpause member PJSIP/1002")
+        fire = await hub.caller("115", "0912000005", hold_ms=3000).start()
+        got = await phone.wait_for_call(state="answered", timeout_s=15)
+        assert got.from_user == "0912000005", "the fallback path reaches the agent"
+        assert await fire.done() == 0
+
+        await hub.start_app()  # re-attaches, re-reads Asterisk: no ghost calls
+        ghost = await hub.call_of("0912000004", "1022", status="ended")
+        assert ghost["outcome"] == "unknown" and ghost["hangup_cause"] == "gone on reconnect"
+        live = await hub.store.list_calls(status=["new", "ivr", "queued", "ringing", "connected"])
+        assert live == []
+        agents = {a["extension"]: a for a in await hub.store.agents()}
+        assert agents["1002"]["state"] in ("available", "wrap_up")
+    finally:
+        await phone.astop()
+
+
+async def test_agent_states_follow_asterisk(hub: Hub) -> None:
+    async def state(ext: str) -> str:
+        return str({a["extension"]: a["state"] for a in await hub.store.agents()}.get(ext, ""))
+
+    phone = hub.phone("1003")
+    await phone.astart()
+    try:
+        await hub.sb.desk.login("1003", ["emergency-113", "hotline-1022"])
+        await wait_until(lambda: _is(state("1003"), "available"), 5, "available")
+        await hub.sb.desk.pause("1003", "nghỉ giải lao")
+        await wait_until(lambda: _is(state("1003"), "paused"), 5, "paused")
+        agents = {a["extension"]: a for a in await hub.store.agents()}
+        assert agents["1003"]["pause_reason"] == "nghỉ giải lao"
+        assert agents["1003"]["queues"] == ["emergency-113", "hotline-1022"]
+        await hub.sb.desk.unpause("1003")
+        call = await hub.caller("113", "0912000006", hold_ms=1500).start()
+        await phone.wait_for_call(state="answered", timeout_s=15)
+        await wait_until(lambda: _is(state("1003"), "busy"), 5, "busy")
+        assert await call.done() == 0
+        await wait_until(lambda: _is(state("1003"), "wrap_up"), 5, "wrap-up after the call")
+        await wait_until(lambda: _is(state("1003"), "available"), 10, "available after wrap-up")
+        await hub.sb.desk.logout("1003")
+        await wait_until(lambda: _is(state("1003"), "logged_out"), 5, "logged out")
+    finally:
+        await phone.astop()
+
+
+async def _is(value: Any, expected: str) -> bool:
+    return bool(await value == expected)
+
+
+async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: Hub) -> None:
+    await hub.kill_app()
+    await hub.start_app(menu=load_menu())
+    dtmf_pcaps(hub.folder, "21")  # English, then "report an incident"
+    sipp = await asyncio.create_subprocess_exec(
+        *("sipp", "127.0.0.1:5060", "-sf", str(SIPP / "uac_ivr_dtmf.xml"), "-s", "1022"),
+        *("-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-nostdin"),
+        *("-timeout", "40s", "-timeout_error"),
+        cwd=str(hub.folder),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        call = await hub.call_of("0912345678", "1022", status="queued")
+        assert call["language"] == "en"
+        assert call["ivr_choices"] == [["lang", "2"], ["service", "1"]]
+        assert call["ivr_done_at"] and call["queued_at"] >= call["ivr_done_at"]
+        assert await sipp.wait() == 0
+        ended = await hub.call_of("0912345678", "1022", status="ended")
+        assert ended["outcome"] == "abandoned"  # nobody was logged in: a call-back item
+        items = await hub.store.list_callbacks()
+        assert any(i["ani"] == "0912345678" and not i["automatic"] for i in items)
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
