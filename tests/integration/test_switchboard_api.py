@@ -1,0 +1,204 @@
+"""The switchboard's REST API and events on both databases: calls, call-backs, queues and agents,
+fed through the calls service exactly as the AMI/ARI observers feed it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from ioc_core import events as ev
+from ioc_core.bus import Event, InProcessBus
+from ioc_core.config import Settings
+from ioc_core.runtime import Core, start_core
+from telephony.calls.lifecycle import Fact
+from telephony.calls.service import CallStore
+from telephony.settings import SwitchboardSettings
+from tests.helpers import auth, make_token, wait_until
+
+
+def _store(core: Core, **env: str) -> CallStore:
+    return CallStore(
+        sessions=core.sessions,
+        settings=SwitchboardSettings.from_env(env),
+        on_commit=core.relay.notify,
+    )
+
+
+async def _abandoned(store: CallStore, uid: str, service: str, ani: str) -> None:
+    await store.record(uid, Fact.ARRIVED, ani=ani, service=service, channel=f"PJSIP/trunk-{uid}")
+    await store.record(uid, Fact.QUEUED, queue=f"emergency-{service}", position=1)
+    await store.record(uid, Fact.ABANDONED)
+    await store.record(uid, Fact.HANGUP, hangup_cause="Normal Clearing")  # AMI repeats it
+
+
+async def _answered(store: CallStore, uid: str, ani: str) -> None:
+    await store.record(uid, Fact.ARRIVED, ani=ani, service="1022")
+    await store.record(uid, Fact.IVR_STARTED)
+    await store.record(uid, Fact.IVR_DONE, language="en", ivr_choices=[["lang", "2"]])
+    await store.record(uid, Fact.QUEUED, queue="hotline-1022", position=1)
+    await store.record(uid, Fact.AGENT_RINGING, agent="1001")
+    await store.record(uid, Fact.ANSWERED, agent="1001")
+
+
+async def test_calls_and_their_events(settings: Settings) -> None:
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        if event.name.startswith(("call.", "callback.")):
+            seen.append(event)
+
+    bus = InProcessBus()
+    bus.subscribe(group="test-switchboard", handler=handler)
+    core = await start_core(settings, bus=bus, migrate=False)
+    try:
+        store = _store(core)
+        await _answered(store, "1700000000.1", "+84 912 000 111")
+        await store.record("1700000000.1", Fact.HANGUP)
+        names = await wait_until(
+            lambda: [e.name for e in seen] if len(seen) >= 4 else None, what="four events"
+        )
+        assert names == [ev.CALL_ARRIVED, ev.CALL_QUEUED, ev.CALL_ANSWERED, ev.CALL_ENDED]
+        for e in seen:
+            version, keys = ev.SCHEMAS[e.name]
+            assert e.version == version and keys <= set(e.payload), e.name
+            assert e.correlation_id == "1700000000.1"
+            assert "0912000111" not in str(e.payload), "no caller number on the bus"
+        call = await store.get_call("1700000000.1")
+        assert call is not None and call["ani"] == "0912000111"  # one form of every number
+        assert call["outcome"] == "answered" and call["wait_s"] >= 0
+    finally:
+        await core.close()
+
+
+@pytest.fixture
+async def staff(core: Core) -> dict[str, str]:
+    return auth(await make_token(core, "calltaker", name="Lê Thị Cúc"))
+
+
+async def test_calls_api_filters_and_refuses_what_is_wrong(
+    client: TestClient[Any, Any], core: Core, staff: dict[str, str]
+) -> None:
+    store = _store(core)
+    await _abandoned(store, "1.1", "113", "0912000001")
+    await _answered(store, "1.2", "0912000002")
+
+    assert (await client.get("/api/v1/calls")).status == 401
+    citizen = auth(await make_token(core, "citizen", subject="zalo:1"))
+    denied = await client.get("/api/v1/calls", headers=citizen)
+    assert denied.status == 403 and (await denied.json())["error_id"] == "staff-only"
+
+    everything = await (await client.get("/api/v1/calls", headers=staff)).json()
+    assert [c["id"] for c in everything["items"]] == ["1.2", "1.1"]  # newest first
+    live = await client.get("/api/v1/calls?status=connected,queued", headers=staff)
+    assert [c["id"] for c in (await live.json())["items"]] == ["1.2"]
+    by_service = await client.get("/api/v1/calls?service=113", headers=staff)
+    (emergency,) = (await by_service.json())["items"]
+    assert emergency["outcome"] == "abandoned" and emergency["queue"] == "emergency-113"
+    later = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    empty = await client.get("/api/v1/calls", params={"since": later}, headers=staff)
+    assert (await empty.json())["items"] == []
+
+    for query, field in (
+        ("status=lost", "status"),
+        ("limit=0", "limit"),
+        ("service=11a", "service"),
+        ("since=yesterday", "since"),
+        ("colour=red", "colour"),
+    ):
+        bad = await client.get(f"/api/v1/calls?{query}", headers=staff)
+        body = await bad.json()
+        assert bad.status == 422, query
+        assert field in body["message"], (query, body)
+
+    one = await client.get("/api/v1/calls/1.2", headers=staff)
+    assert (await one.json())["ivr_choices"] == [["lang", "2"]]
+    missing = await client.get("/api/v1/calls/nope", headers=staff)
+    assert missing.status == 404 and "Không có cuộc gọi" in (await missing.json())["message"]
+
+
+async def test_call_back_items_and_their_actions(
+    client: TestClient[Any, Any], core: Core, staff: dict[str, str]
+) -> None:
+    store = _store(core, IOC_CALLBACK_FIRST_DELAY_S="0")
+    await _abandoned(store, "2.1", "114", "0912000003")  # automatic (emergency)
+    await store.record("2.2", Fact.ARRIVED, ani="0912000004", service="1022")
+    await store.record("2.2", Fact.IVR_STARTED)
+    await store.record("2.2", Fact.HANGUP)  # hung up in the menu: abandoned too
+
+    listed = await (await client.get("/api/v1/callbacks", headers=staff)).json()
+    items = {i["ani"]: i for i in listed["items"]}
+    assert items["0912000003"]["automatic"] and items["0912000003"]["priority"] == 10
+    assert not items["0912000004"]["automatic"] and items["0912000004"]["max_attempts"] == 0
+    assert listed["items"][0]["ani"] == "0912000003", "emergencies first"
+    hotline = items["0912000004"]["id"]
+
+    claimed = await client.post(f"/api/v1/callbacks/{hotline}/claim", json={}, headers=staff)
+    assert claimed.status == 200
+    body = await claimed.json()
+    assert body["status"] == "claimed" and body["assigned_to"] == "Lê Thị Cúc"
+    again = await client.post(f"/api/v1/callbacks/{hotline}/claim", json={}, headers=staff)
+    assert again.status == 409 and (await again.json())["error_id"] == "callback-state"
+    no_note = await client.post(f"/api/v1/callbacks/{hotline}/cancel", json={}, headers=staff)
+    assert no_note.status == 409 and "note" in (await no_note.json())["message"]
+    done = await client.post(
+        f"/api/v1/callbacks/{hotline}/complete",
+        json={"note": "Đã gọi lại, công dân báo đèn đường hỏng"},
+        headers=staff,
+    )
+    assert (await done.json())["status"] == "done"
+
+    assert (await client.post("/api/v1/callbacks/999/claim", json={}, headers=staff)).status == 404
+    assert (await client.post(f"/api/v1/callbacks/{hotline}/explode", headers=staff)).status in (
+        404,
+        405,
+    )
+    bad = await client.post(f"/api/v1/callbacks/{hotline}/claim", data="not json", headers=staff)
+    assert bad.status == 415
+    unknown = await client.post(
+        f"/api/v1/callbacks/{hotline}/claim", json={"priority": 1}, headers=staff
+    )
+    assert unknown.status == 422 and "priority" in (await unknown.json())["message"]
+
+    # The automatic one: the dialler claims it; a missed attempt waits `spacing_s` (60 s).
+    (due,) = await store.due_callbacks()
+    assert (await store.get_callback(due) or {})["status"] == "calling"
+    await store.attempt_finished(due, "no_answer")
+    assert await store.due_callbacks() == []
+    pending = await store.get_callback(due)
+    assert pending is not None and pending["status"] == "pending" and pending["attempts"] == 1
+    retry = await client.post(f"/api/v1/callbacks/{due}/retry", json={}, headers=staff)
+    assert retry.status == 409  # pending: the dialler still owns it
+    # Out of attempts: the item fails over to people, who may send it back to the dialler.
+    last = _store(core, IOC_CALLBACK_FIRST_DELAY_S="0", IOC_CALLBACK_ATTEMPTS="1")
+    await _abandoned(last, "2.3", "115", "0912000009")
+    (due,) = await last.due_callbacks()
+    assert (await last.attempt_finished(due, "busy") or {})["status"] == "failed"
+    retry = await client.post(f"/api/v1/callbacks/{due}/retry", json={}, headers=staff)
+    assert retry.status == 200 and (await retry.json())["status"] == "pending"
+    assert await last.due_callbacks() == [due]
+
+
+async def test_queues_and_agents(
+    client: TestClient[Any, Any], core: Core, staff: dict[str, str]
+) -> None:
+    store = _store(core)
+    await _abandoned(store, "3.1", "115", "0912000005")
+    await _answered(store, "3.2", "0912000006")
+    await store.record("3.3", Fact.QUEUED, ani="0912000007", queue="emergency-115")
+
+    board = await (await client.get("/api/v1/queues", headers=staff)).json()
+    queues = {q["queue"]: q for q in board["items"]}
+    assert set(queues) == {"emergency-113", "emergency-114", "emergency-115", "hotline-1022"}
+    assert queues["emergency-115"]["waiting"] == 1 and queues["emergency-115"]["abandoned"] == 1
+    assert queues["hotline-1022"]["answered"] == 1
+    assert queues["hotline-1022"]["service_level"] == {"15s": 1.0, "20s": 1.0}
+    assert board["switchboard"] is False
+
+    agents = await (await client.get("/api/v1/agents", headers=staff)).json()
+    assert agents["items"] == []
+    down = await client.post("/api/v1/agents/1001/login", json={}, headers=staff)
+    assert down.status == 503 and (await down.json())["error_id"] == "switchboard-down"
+    assert (await client.post("/api/v1/agents/1001/login", json={})).status == 401
