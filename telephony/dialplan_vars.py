@@ -6,9 +6,8 @@ from __future__ import annotations
 from typing import Final
 
 SERVICE: Final = "IOC_SERVICE"  # the hotline number dialled (inherited by the queue legs)
-LANGUAGE: Final = "IOC_LANG"  # vi | en, chosen in the IVR
-IVR_CHOICES: Final = "IOC_IVR"  # the caller's menu choices, e.g. "lang=1,service=1"
+LANGUAGE: Final = "IOC_LANG"  # vi | en, chosen in the IVR (the overflow prompt uses it)
 QUEUE_PRIO: Final = "QUEUE_PRIO"  # app_queue's priority inside a queue
 STASIS_APP: Final = "ioc"  # the one Stasis application
 
-ALL: Final = (SERVICE, LANGUAGE, IVR_CHOICES, QUEUE_PRIO)
+ALL: Final = (SERVICE, LANGUAGE, QUEUE_PRIO)

@@ -198,13 +198,7 @@ class Switchboard:
             return
         choices = [list(c) for c in outcome.choices]
         await self.store.record(cid, Fact.IVR_DONE, language=outcome.language, ivr_choices=choices)
-        await self._set_vars(
-            cid,
-            {
-                dv.LANGUAGE: outcome.language,
-                dv.IVR_CHOICES: ",".join(f"{node}={digit}" for node, digit in outcome.choices),
-            },
-        )
+        await self._set_vars(cid, {dv.LANGUAGE: outcome.language})
         if outcome.outcome == "record":
             await self._record_message(cid, outcome.language)
         elif outcome.outcome == "hangup":

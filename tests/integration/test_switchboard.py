@@ -319,3 +319,28 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
     finally:
         if sipp.returncode is None:
             sipp.kill()
+
+
+async def test_asterisk_restarts_and_the_app_corrects_its_view(hub: Hub) -> None:
+    caller = await hub.caller("1022", "0912000010", hold_ms=60_000).start()
+    waiting = await hub.call_of("0912000010", "1022", status="queued")
+    config = render(AsteriskSettings.from_env(hub.pbx.state_dir).placeholders())
+    await asyncio.to_thread(hub.pbx.stop)  # every call on it is gone
+    await wait_until(lambda: not hub.sb.ari.connected.is_set(), 10, "ARI notices")
+    await asyncio.to_thread(hub.pbx.start, config)
+    await wait_until(hub.sb.ari.connected.is_set, 30, "ARI reconnected")
+    await wait_until(hub.sb.ami.connected.is_set, 30, "AMI reconnected")
+    gone = await wait_until(
+        lambda: _ended(hub, waiting["id"]), 10, "the vanished call ended, not a ghost"
+    )
+    assert gone["outcome"] in ("abandoned", "unknown")
+    await caller.done()
+    # And the switchboard works on the restarted Asterisk.
+    again = await hub.caller("114", "0912000011", hold_ms=1000).start()
+    await hub.call_of("0912000011", "114", status="ended")
+    assert await again.done() == 0
+
+
+async def _ended(hub: Hub, uid: str) -> dict[str, Any] | None:
+    call = await hub.store.get_call(uid)
+    return call if call and call["status"] == "ended" else None
