@@ -79,7 +79,14 @@ def build_switchboard(
     )
     ivr: IvrRunner | None = partial(run_ivr, menu=menu) if menu is not None else None
     return Switchboard(
-        ari=ari, ami=ami, store=store, desk=desk, api=api, settings=settings, ivr=ivr
+        ari=ari,
+        ami=ami,
+        store=store,
+        desk=desk,
+        api=api,
+        settings=settings,
+        ivr=ivr,
+        record_calls=asterisk.record_calls,
     )
 
 

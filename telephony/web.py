@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from ioc_core.api.web import require_staff
+from ioc_core.api.web import core_of, require_staff
 from ioc_core.errors import Conflict, NotFound, ServiceUnavailable
 from ioc_core.http import json_response, parse_query, read_model
 from telephony.ami.client import AmiError, AmiUnavailable
@@ -78,6 +78,20 @@ async def get_call(request: web.Request) -> web.Response:
     if call is None:
         raise NotFound(said("api.unknown_call", id=request.match_info["id"]))
     return json_response(call)
+
+
+@routes.get(API + "/calls/{id}/recording")
+async def call_recording(request: web.Request) -> web.StreamResponse:
+    """The answered call's recording (or the message left after the tone), as WAV."""
+    await require_staff(request)
+    call = await request.app[STORE].get_call(request.match_info["id"])
+    if call is None:
+        raise NotFound(said("api.unknown_call", id=request.match_info["id"]))
+    spool = (core_of(request.app).settings.data_dir / "asterisk" / "spool").resolve()
+    path = (spool / (call["recording_path"] or "-")).resolve()
+    if not call["recording_path"] or not path.is_relative_to(spool) or not path.is_file():
+        raise NotFound(said("api.no_recording", id=call["id"]), error_id="no-recording")
+    return web.FileResponse(path, headers={"Content-Type": "audio/wav"})
 
 
 @routes.get(API + "/callbacks")

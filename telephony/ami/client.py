@@ -76,6 +76,7 @@ class AmiClient:
         self._ids = itertools.count(1)
         self._replies: dict[str, asyncio.Future[Message]] = {}
         self._lists: dict[str, list[Message]] = {}
+        self._logged_in = False
         self.connected = asyncio.Event()
 
     # ------------------------------------------------------------------ actions
@@ -108,7 +109,7 @@ class AmiClient:
         until_complete: bool = False,
     ) -> Message:
         writer = self._writer
-        if writer is None or not self.connected.is_set():
+        if writer is None or not (self._logged_in or name == "Login"):
             raise AmiUnavailable(name, "not connected to Asterisk's manager interface")
         action_id = action_id or f"ioc-{next(self._ids)}"
         # A list action is answered when its `EventList: Complete` event arrives.
@@ -169,7 +170,6 @@ class AmiClient:
         if not banner.startswith(b"Asterisk Call Manager"):
             raise AmiError("connect", f"unexpected banner {banner[:60]!r}")
         self._writer = writer
-        self.connected.set()
         # Events are handled in order by their own task, so a handler may itself send an
         # action and await its reply (which the reader task delivers) without deadlocking.
         events: asyncio.Queue[Message] = asyncio.Queue()
@@ -179,9 +179,12 @@ class AmiClient:
         ]
         try:
             await self.action("Login", Username=self._user, Secret=self._secret)
+            self._logged_in = True
             logger.info("AMI connected to %s:%d", self._host, self._port)
             if on_connect is not None:
                 await on_connect()
+            # `connected` means logged in *and* caught up (on_connect re-read the state).
+            self.connected.set()
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
             for task in done:
                 task.result()  # re-raise the reader's connection error
@@ -223,6 +226,7 @@ class AmiClient:
 
     def _disconnected(self) -> None:
         self.connected.clear()
+        self._logged_in = False
         self._writer = None
         # Waiters see the lost connection as ConnectionError (-> AmiUnavailable in _send).
         for fut in self._replies.values():
@@ -234,6 +238,7 @@ class AmiClient:
     async def close(self) -> None:
         writer, self._writer = self._writer, None
         self.connected.clear()
+        self._logged_in = False
         if writer is not None:
             writer.close()
             with contextlib.suppress(Exception):

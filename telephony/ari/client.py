@@ -81,9 +81,10 @@ class AriClient:
                 async with http.ws_connect(ws_url, params={"app": self.app}, heartbeat=20) as ws:
                     logger.info("ARI connected as app %s", self.app)
                     backoff = 0.5
-                    self.connected.set()
                     if on_connect is not None:
                         await on_connect()
+                    # `connected` means subscribed *and* caught up with live channels.
+                    self.connected.set()
                     async for msg in ws:
                         if msg.type == aiohttp.WSMsgType.TEXT:
                             await self._dispatch(handler, msg.json())

@@ -67,6 +67,7 @@ class AsteriskProcess:
         # This instance's configuration and logs, bound over the chroot's own folders.
         self.etc_dir = state_dir / "etc"
         self.log_dir = state_dir / "log"
+        self.spool_dir = state_dir / "spool"  # recordings: monitor/, recording/
         self._log_offset = 0  # where this run's part of messages.log begins
 
     # ------------------------------------------------------------------ chroot plumbing
@@ -83,15 +84,20 @@ class AsteriskProcess:
     def _mount(self) -> None:
         mounted = set(mounts_under(self.root))
         # The IVR prompts (telephony/ivr/prompts.py), played as `sound:ioc/<lang>/<name>`;
-        # made before the start by `ioc setup`, an empty folder otherwise.
+        # made before the start by `ioc setup`, an empty folder otherwise. Recordings (answered
+        # calls: MixMonitor into spool/monitor; messages: spool/recording) stay with the
+        # instance's data, never inside the shared cached chroot.
         sounds = self.state_dir / "sounds"
-        sounds.mkdir(parents=True, exist_ok=True)
         mounts = (
             *SYSTEM_MOUNTS,
             (str(self.etc_dir), "etc/asterisk"),
             (str(self.log_dir), "var/log/asterisk"),
             (str(sounds), "usr/share/asterisk/sounds/ioc"),
+            (str(self.spool_dir / "monitor"), "var/spool/asterisk/monitor"),
+            (str(self.spool_dir / "recording"), "var/spool/asterisk/recording"),
         )
+        for source, _target in mounts[len(SYSTEM_MOUNTS) :]:
+            Path(source).mkdir(parents=True, exist_ok=True)
         for source, target in mounts:
             point = self.root / target
             if str(point.resolve()) in mounted:

@@ -62,7 +62,8 @@ TRANSITIONS: Final[dict[Fact, tuple[frozenset[Status], Status | None]]] = {
     Fact.AGENT_RINGING: (frozenset({Status.QUEUED, Status.RINGING}), Status.RINGING),
     Fact.RING_NO_ANSWER: (frozenset({Status.RINGING}), Status.QUEUED),
     Fact.ANSWERED: (frozenset(WAITING), Status.CONNECTED),
-    Fact.RECORDED: (frozenset(WAITING), None),
+    # A message may be reported after the hang-up (Asterisk ends the recording on it).
+    Fact.RECORDED: (frozenset(WAITING | {Status.ENDED}), None),
     Fact.ABANDONED: (frozenset(WAITING), Status.ENDED),
     Fact.HANGUP: (frozenset(LIVE), Status.ENDED),
     Fact.LOST: (frozenset(LIVE), Status.ENDED),
@@ -107,8 +108,14 @@ def apply(state: CallState, fact: Fact) -> Change | None:
         events.append(ev.CALL_ANSWERED)
         effects.append(Effect.DRAFT_INCIDENT)
     elif fact is Fact.RECORDED:
-        outcome = Outcome.RECORDED
-        effects.append(Effect.CALLBACK)
+        if state.status is Status.ENDED:
+            if state.outcome is not Outcome.ABANDONED:
+                return None
+            # The hang-up came first and opened the call-back item; the message joins it.
+            outcome = Outcome.RECORDED
+        else:
+            outcome = Outcome.RECORDED
+            effects.append(Effect.CALLBACK)
     elif fact is Fact.LOST:
         stamps.append("ended_at")
         if state.status is not Status.CONNECTED and outcome is None:

@@ -234,6 +234,7 @@ class CallStore:
                 call.hangup_cause = str(info["hangup_cause"])
             callback_id = None
             effects: tuple[Effect, ...] = ()
+
             if change is not None:
                 call.status = change.status.value
                 call.outcome = change.outcome.value if change.outcome else None
@@ -241,6 +242,14 @@ class CallStore:
                     if getattr(call, stamp) is None:
                         setattr(call, stamp, now)
                 effects = change.effects
+                if fact is Fact.RECORDED and Effect.CALLBACK not in effects:
+                    # The message was reported after the hang-up had opened the call-back
+                    # item: the item now carries the message.
+                    await s.execute(
+                        update(Callback)
+                        .where(Callback.call_id == call.id)
+                        .values(recording_path=call.recording_path, reason="voicemail")
+                    )
                 if Effect.CALLBACK in effects and call.direction == "in":
                     cb = await self._open_callback(s, call, now)
                     callback_id = cb.id if cb else None

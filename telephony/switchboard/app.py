@@ -47,6 +47,8 @@ CHANNEL_EVENTS = frozenset(
         "StasisEnd",
     }
 )
+# Where messages left after the tone go (Asterisk's spool/recording/<MESSAGES>/<call>.wav).
+MESSAGES = "ioc-msg"
 # Q.850 causes of an unanswered call-back, as the attempt's outcome.
 _NOT_ANSWERED = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 
@@ -75,14 +77,14 @@ class Switchboard:
         api: CoreApi,
         settings: SwitchboardSettings,
         ivr: IvrRunner | None = None,
-        recordings_prefix: str = "ioc-msg",
+        record_calls: bool = False,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
         self._api = api
         self._settings = settings
         self._ivr = ivr
-        self._recordings = recordings_prefix
+        self._record_calls = record_calls  # app_queue's MixMonitor (queues.conf monitor-format)
         self._clock = clock
         self._sessions: dict[str, asyncio.Queue[Mapping[str, Any]]] = {}
         self._originated: dict[str, int] = {}  # call-back channel id -> call-back id
@@ -224,7 +226,7 @@ class Switchboard:
     async def _record_message(self, cid: str, language: str) -> None:
         """Record after the tone (SW-8), then the call-back item carries the recording."""
         events = self._sessions.setdefault(cid, asyncio.Queue())
-        name = f"{self._recordings}/{cid}"
+        name = f"{MESSAGES}/{cid}"
         try:
             await self.ari.request(
                 "POST",
@@ -248,7 +250,7 @@ class Switchboard:
             logger.info("recording on %s ended early: %s", cid, exc)
         finally:
             self._sessions.pop(cid, None)
-        await self.store.record(cid, Fact.RECORDED, recording_path=f"{name}.wav")
+        await self.store.record(cid, Fact.RECORDED, recording_path=f"recording/{name}.wav")
         with contextlib.suppress(ChannelGone, AriError):
             await self.ari.request("DELETE", f"/channels/{cid}")
 
@@ -262,9 +264,18 @@ class Switchboard:
         if event == "AgentComplete" and msg.get("MemberName"):
             await self.desk.call_completed(msg["MemberName"])
             return
+        if event == "UserEvent" and msg.get("UserEvent") == "IocRecorded":
+            # The dialplan recorded a message itself (the app was down at overflow time).
+            await self.store.record(
+                msg.get("Uniqueid", ""), Fact.RECORDED, recording_path=msg.get("Path")
+            )
+            return
         observed = call_fact(msg)
         if observed is None:
             return
+        if observed.fact is Fact.ANSWERED and self._record_calls:
+            # app_queue's MixMonitor names the file after the caller's channel.
+            observed.info["recording_path"] = f"monitor/{observed.uid}.wav"
         done = await self.store.record(
             observed.uid,
             observed.fact,

@@ -8,6 +8,9 @@ import socket
 import struct
 from pathlib import Path
 
+SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
+PCAPS = Path("/usr/share/sip-tester")  # Debian's sip-tester: RFC 2833 digits, a G.711 sample
+
 _HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:{ani}@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>{peer}
@@ -16,9 +19,19 @@ _HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       Max-Forwards: 70"""
 
 
-def caller_scenario(ani: str, hold_ms: int) -> str:
+def caller_scenario(ani: str, hold_ms: int, *, speak: bool = False, speak_after_ms: int = 0) -> str:
     """INVITE as `ani`, wait for the answer, stay `hold_ms`, then hang up — unless Asterisk
-    hangs up first (an agent ended the call), which is accepted too."""
+    hangs up first (an agent ended the call), which is accepted too. `speak`: the caller sends
+    7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms` after the
+    answer (a hang-up from Asterisk during that wait would fail the call)."""
+    codecs = "8 101" if speak else "0 101"
+    rtpmap = "a=rtpmap:8 PCMA/8000" if speak else "a=rtpmap:0 PCMU/8000"
+    voice = (
+        f'<pause milliseconds="{speak_after_ms}"/>' * bool(speak_after_ms)
+        + f'<nop><action><exec play_pcap_audio="{PCAPS / "g711a.pcap"}"/></action></nop>'
+        if speak
+        else ""
+    )
     head = _HEAD.format(ani=ani, peer="")
     dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -35,8 +48,8 @@ def caller_scenario(ani: str, hold_ms: int) -> str:
       s=-
       c=IN IP[local_ip_type] [local_ip]
       t=0 0
-      m=audio [auto_media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
+      m=audio [auto_media_port] RTP/AVP {codecs}
+      {rtpmap}
       a=rtpmap:101 telephone-event/8000
       a=fmtp:101 0-15
   ]]></send>
@@ -50,6 +63,7 @@ def caller_scenario(ani: str, hold_ms: int) -> str:
       CSeq: 1 ACK
       Content-Length: 0
   ]]></send>
+  {voice}
   <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
   <send next="end"><![CDATA[
       SIP/2.0 200 OK
@@ -82,10 +96,22 @@ def free_udp_port() -> int:
 class Caller:
     """One SIPp call running in the background while the test watches the switchboard."""
 
-    def __init__(self, *, service: str, ani: str, hold_ms: int, folder: Path, sip_port: int = 5060):
+    def __init__(
+        self,
+        *,
+        service: str,
+        ani: str,
+        hold_ms: int,
+        folder: Path,
+        sip_port: int = 5060,
+        speak: bool = False,
+        speak_after_ms: int = 0,
+    ):
         self.service, self.ani, self.hold_ms = service, ani, hold_ms
         self._scenario = folder / f"caller-{ani}-{service}.xml"
-        self._scenario.write_text(caller_scenario(ani, hold_ms))
+        self._scenario.write_text(
+            caller_scenario(ani, hold_ms, speak=speak, speak_after_ms=speak_after_ms)
+        )
         self._sip_port = sip_port
         self._proc: asyncio.subprocess.Process | None = None
 
@@ -126,10 +152,6 @@ class Caller:
     def stop(self) -> None:
         if self._proc is not None and self._proc.returncode is None:
             self._proc.kill()
-
-
-SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
-PCAPS = Path("/usr/share/sip-tester")  # Debian's sip-tester: RFC 2833 digits
 
 
 def dtmf_pcaps(folder: Path, digits: str) -> None:

@@ -21,7 +21,7 @@ from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.service import CallStore
-from telephony.ivr.menus import Menu, load_menu
+from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import ensure_prompts
 from telephony.role import build_switchboard, caller_lookup_server
 from telephony.settings import SwitchboardSettings
@@ -84,8 +84,8 @@ class Hub:
         await self.sb.close()
         self.task = None
 
-    def caller(self, service: str, ani: str, hold_ms: int = 20_000) -> Caller:
-        return Caller(service=service, ani=ani, hold_ms=hold_ms, folder=self.folder)
+    def caller(self, service: str, ani: str, hold_ms: int = 20_000, **voice: Any) -> Caller:
+        return Caller(service=service, ani=ani, hold_ms=hold_ms, folder=self.folder, **voice)
 
     async def call_of(self, ani: str, service: str, **where: Any) -> dict[str, Any]:
         async def find() -> dict[str, Any] | None:
@@ -147,7 +147,7 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         await hub.sb.desk.pause("1001", "họp giao ban")
         hotline = await hub.caller("1022", "0912000001").start()
         waiting = await hub.call_of("0912000001", "1022", status="queued")
-        fire = await hub.caller("114", "0912000002").start()
+        fire = await hub.caller("114", "0912000002", speak=True).start()
         await hub.call_of("0912000002", "114", status="queued")
         await hub.sb.desk.unpause("1001")  # one agent, two callers: who rings first?
 
@@ -173,6 +173,10 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         assert await fire.done() == 0
         ended = await hub.call_of("0912000002", "114", status="ended")
         assert ended["outcome"] == "answered" and ended["answered_at"] and ended["ended_at"]
+        # Answered calls are recorded (SW-5) into the instance's spool, not the cached chroot.
+        assert ended["recording_path"] == f"monitor/{ended['id']}.wav"
+        wav = hub.pbx.spool_dir / ended["recording_path"]
+        await wait_until(lambda: wav.exists() and wav.stat().st_size > 44, 5, "the recording")
         hotline.stop()
     finally:
         await phone.astop()
@@ -344,3 +348,33 @@ async def test_asterisk_restarts_and_the_app_corrects_its_view(hub: Hub) -> None
 async def _ended(hub: Hub, uid: str) -> dict[str, Any] | None:
     call = await hub.store.get_call(uid)
     return call if call and call["status"] == "ended" else None
+
+
+async def test_out_of_hours_the_caller_leaves_a_message_for_a_call_back(hub: Hub) -> None:
+    closed = parse_menu(
+        {
+            "menu": {"start": "service", "languages": ["vi", "en"]},
+            "hours": {"closed_prompt": "closed", "closed_outcome": "record"},  # no open day
+            "nodes": {"service": {"prompt": "service-menu", "during_hours": True}},
+        },
+        name="closed-all-week",
+    )
+    await hub.kill_app()
+    await hub.start_app(menu=closed)
+    # The "closed" announcement (10.5 s), the beep, 7 s of message, then the caller hangs up.
+    caller = await hub.caller(
+        "1022", "0912000012", hold_ms=9_000, speak=True, speak_after_ms=11_500
+    ).start()
+    assert await caller.done() == 0
+    call = await hub.call_of("0912000012", "1022", status="ended")
+    assert call["outcome"] == "recorded"
+    assert call["recording_path"] == f"recording/ioc-msg/{call['id']}.wav"
+    assert (hub.pbx.spool_dir / call["recording_path"]).stat().st_size > 44
+
+    async def item() -> dict[str, Any] | None:
+        found = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000012"]
+        return found[0] if found else None
+
+    cb = await wait_until(item, 5, "a call-back item with the message")
+    assert cb["reason"] == "voicemail" and cb["recording_path"] == call["recording_path"]
+    assert not cb["automatic"]  # 1022: a person listens and calls back

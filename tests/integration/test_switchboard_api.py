@@ -202,3 +202,25 @@ async def test_queues_and_agents(
     down = await client.post("/api/v1/agents/1001/login", json={}, headers=staff)
     assert down.status == 503 and (await down.json())["error_id"] == "switchboard-down"
     assert (await client.post("/api/v1/agents/1001/login", json={})).status == 401
+
+
+async def test_recordings_are_served_to_staff_from_the_spool_only(
+    client: TestClient[Any, Any], core: Core, staff: dict[str, str]
+) -> None:
+    store = _store(core)
+    spool = core.settings.data_dir / "asterisk" / "spool"
+    (spool / "monitor").mkdir(parents=True)
+    (spool / "monitor" / "4.1.wav").write_bytes(b"RIFF....WAVEfmt ")
+    await store.record("4.1", Fact.ARRIVED, ani="0912000020", service="114")
+    await store.record("4.1", Fact.ANSWERED, agent="1001", recording_path="monitor/4.1.wav")
+    await store.record("4.2", Fact.ARRIVED, ani="0912000021", service="114")
+    await store.record("4.2", Fact.ANSWERED, agent="1001", recording_path="../../../etc/passwd")
+    await store.record("4.3", Fact.ARRIVED, ani="0912000022", service="114")
+
+    got = await client.get("/api/v1/calls/4.1/recording", headers=staff)
+    assert got.status == 200 and got.content_type == "audio/wav"
+    assert await got.read() == b"RIFF....WAVEfmt "
+    assert (await client.get("/api/v1/calls/4.1/recording")).status == 401
+    for uid in ("4.2", "4.3"):  # outside the spool; no recording at all
+        refused = await client.get(f"/api/v1/calls/{uid}/recording", headers=staff)
+        assert refused.status == 404 and (await refused.json())["error_id"] == "no-recording"

@@ -70,6 +70,8 @@ S, R, F, X = Status, Outcome, Fact, Effect
         # A message left out of hours: the call-back comes from the recording, not twice.
         (S.IVR, None, F.RECORDED, S.IVR, R.RECORDED, (), (X.CALLBACK,)),
         (S.IVR, R.RECORDED, F.HANGUP, S.ENDED, R.RECORDED, (ev.CALL_ENDED,), ()),
+        # The hang-up reported before the message: the existing call-back item takes it.
+        (S.ENDED, R.ABANDONED, F.RECORDED, S.ENDED, R.RECORDED, (), ()),
         (S.QUEUED, None, F.LOST, S.ENDED, R.UNKNOWN, (ev.CALL_ENDED,), (X.CALLBACK,)),
         (S.CONNECTED, R.ANSWERED, F.LOST, S.ENDED, R.ANSWERED, (ev.CALL_ENDED,), ()),
     ],
@@ -100,6 +102,7 @@ def test_facts_move_calls(
         (S.QUEUED, F.RING_NO_ANSWER),
         (S.NEW, F.ARRIVED),
         (S.CONNECTED, F.IVR_DONE),
+        (S.ENDED, F.RECORDED),  # ended without abandoning: a stray message event
     ],
 )
 def test_late_or_repeated_facts_change_nothing(status: Status, fact: Fact) -> None:
