@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import statistics
 import subprocess
@@ -24,10 +23,7 @@ from typing import Any
 
 import pytest
 
-from ioc_core.artifacts import ArtifactCache
-from ioc_core.config import Settings
 from telephony.ari.client import AriClient, AriError
-from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.softphone.agent_phone import (
@@ -56,17 +52,10 @@ class Switchboard:
 
 
 @pytest.fixture(scope="module")
-def asterisk_root() -> Path:
-    if root := os.environ.get("IOC_TEST_ASTERISK_ROOT"):
-        return Path(root)
-    return ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
-
-
-@pytest.fixture(scope="module")
 def switchboard(
-    asterisk_root: Path, tmp_path_factory: pytest.TempPathFactory
+    chroot_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Switchboard]:
-    proc = AsteriskProcess(root=asterisk_root, state_dir=tmp_path_factory.mktemp("agent-phone"))
+    proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("agent-phone"))
     settings = AsteriskSettings.from_env(proc.state_dir)
     proc.start(render(settings.placeholders()))
     try:

@@ -9,6 +9,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -17,10 +18,9 @@ from typing import Any
 
 import pytest
 
-from ioc_core.artifacts import ArtifactCache, mounts_under
-from ioc_core.config import Settings
+from ioc_core.artifacts import mounts_under
 from telephony.ari.client import AriClient
-from telephony.asterisk.chroot import PACKAGES, ensure_chroot
+from telephony.asterisk.chroot import PACKAGES
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
@@ -28,12 +28,6 @@ from tests.helpers import wait_until
 pytestmark = pytest.mark.asterisk
 ROOT = Path(__file__).resolve().parents[2]
 SIPP = Path(__file__).parent / "sipp"
-
-
-@pytest.fixture(scope="module")
-def chroot_root() -> Path:
-    # The real cache (IOC_CACHE_DIR): built once (about a minute), reused by later runs.
-    return ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
 
 
 @pytest.fixture
@@ -78,13 +72,14 @@ def switchboard(
 
 def _sipp(*args: str) -> subprocess.CompletedProcess[str]:
     """One call from the carrier's address (127.0.0.1 is the default trunk IP)."""
+    sip_port = AsteriskSettings.from_env(Path(tempfile.mkdtemp())).sip_port
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return subprocess.run(
         [
             "sipp",
-            "127.0.0.1:5060",
+            f"127.0.0.1:{sip_port}",
             "-i",
             "127.0.0.1",
             "-p",

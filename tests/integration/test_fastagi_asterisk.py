@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
@@ -21,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from ioc_core.artifacts import ArtifactCache, mounts_under
-from ioc_core.config import Settings
+from ioc_core.artifacts import mounts_under
 from telephony.agi.fastagi import STATUS_VARIABLE, AgiRequest, FastAgiServer, Handler
 from telephony.agi.lookups import (
     CALLER_BLOCKED,
@@ -35,7 +33,6 @@ from telephony.agi.lookups import (
     make_caller_lookup,
 )
 from telephony.ari.client import AriClient, ChannelGone
-from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 
@@ -57,14 +54,6 @@ exten => _11[345]X.,1,Set(CALLERID(num)=${EXTEN:3})
 """
 
 READ = (*DEFAULTS, STATUS_VARIABLE, "AGISTATUS")
-
-
-@pytest.fixture(scope="module")
-def chroot_root() -> Path:
-    private = os.environ.get("IOC_TEST_ASTERISK_ROOT")
-    if private:
-        return Path(private)
-    return ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
 
 
 @pytest.fixture(scope="module")

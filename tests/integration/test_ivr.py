@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import socket
 import subprocess
@@ -21,10 +20,8 @@ from typing import Any
 
 import pytest
 
-from ioc_core.artifacts import ArtifactCache, mounts_under
-from ioc_core.config import Settings
+from ioc_core.artifacts import mounts_under
 from telephony.ari.client import AriClient
-from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.menus import Menu, load_menu, parse_menu
@@ -36,13 +33,6 @@ from tests.integration.sipcall import dtmf_pcaps
 pytestmark = pytest.mark.asterisk
 SIPP = Path(__file__).parent / "sipp"
 NOON = datetime(2025, 11, 26, 5, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Hồ Chí Minh City
-
-
-@pytest.fixture(scope="module")
-def chroot_root() -> Path:
-    if root := os.environ.get("IOC_TEST_ASTERISK_ROOT"):
-        return Path(root)
-    return ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,7 @@ import pytest
 
 from ioc_core.access.roles import SYSTEM
 from ioc_core.api import InProcessCoreApi
-from ioc_core.artifacts import ArtifactCache
-from ioc_core.config import Settings
 from ioc_core.runtime import Core
-from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.service import CallStore
@@ -42,9 +39,8 @@ def backend() -> str:
 
 
 @pytest.fixture(scope="module")
-def pbx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
-    root = ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
-    proc = AsteriskProcess(root=root, state_dir=tmp_path_factory.mktemp("pbx"))
+def pbx(chroot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
+    proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("pbx"))
     ensure_prompts(proc.state_dir / "sounds")  # what `ioc setup asterisk` does
     proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
     try:
@@ -85,7 +81,14 @@ class Hub:
         self.task = None
 
     def caller(self, service: str, ani: str, hold_ms: int = 20_000, **voice: Any) -> Caller:
-        return Caller(service=service, ani=ani, hold_ms=hold_ms, folder=self.folder, **voice)
+        return Caller(
+            service=service,
+            ani=ani,
+            hold_ms=hold_ms,
+            folder=self.folder,
+            sip_port=self.asterisk.sip_port,
+            **voice,
+        )
 
     async def call_of(self, ani: str, service: str, **where: Any) -> dict[str, Any]:
         async def find() -> dict[str, Any] | None:
@@ -101,6 +104,7 @@ class Hub:
         return AgentPhone(
             extension=extension,
             password=self.asterisk.agents[extension],
+            server_port=self.asterisk.sip_port,
             rtp_range=(40000, 40999),
         )
 
@@ -303,7 +307,8 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
     await hub.start_app(menu=load_menu())
     dtmf_pcaps(hub.folder, "21")  # English, then "report an incident"
     sipp = await asyncio.create_subprocess_exec(
-        *("sipp", "127.0.0.1:5060", "-sf", str(SIPP / "uac_ivr_dtmf.xml"), "-s", "1022"),
+        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(SIPP / "uac_ivr_dtmf.xml")),
+        *("-s", "1022"),
         *("-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-nostdin"),
         *("-timeout", "40s", "-timeout_error"),
         cwd=str(hub.folder),
