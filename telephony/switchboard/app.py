@@ -299,10 +299,16 @@ class Switchboard:
         agent = call.get("agent") or ""
         name = (self._settings.agent_names or {}).get(agent) or t("agent.default_name", ext=agent)
         ani = call.get("ani") or ""
+        staff = self._api.calltaker(name)
         lines = [
             t("draft.call", service=service.name_vi, number=service.number, ani=ani or "?"),
             t("draft.history", calls=call.get("caller_calls", 0)),
         ]
+        if PHONE.match(ani):
+            # The caller's other open reports: the call-taker may be hearing about one again.
+            found = await staff.caller_incidents(ani)
+            if found["open"]:
+                lines.append(t("draft.open", count=found["open"], latest=found["latest"]))
         if call.get("ivr_choices"):
             lines.append(
                 t("draft.ivr", choices=", ".join(f"{n}={d}" for n, d in call["ivr_choices"]))
@@ -319,7 +325,7 @@ class Switchboard:
         }
         if PHONE.match(ani):
             report["reporter"] = {"phone": ani}
-        created = await self._api.calltaker(name).report_incident(report)
+        created = await staff.report_incident(report)
         await self.store.link_incident(call["id"], created["code"])
 
     # ------------------------------------------------------------------ reconnects

@@ -25,7 +25,7 @@ from telephony.settings import SwitchboardSettings
 from telephony.softphone.agent_phone import AgentPhone
 from telephony.switchboard.app import Switchboard
 from telephony.switchboard.blocked import BlockedNumbers
-from tests.helpers import wait_until
+from tests.helpers import report, wait_until
 from tests.integration.sipcall import SIPP, Caller, dtmf_pcaps, free_udp_port
 
 pytestmark = pytest.mark.asterisk
@@ -147,6 +147,10 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
     phone = hub.phone()
     await phone.astart()
     try:
+        # This caller reported a fallen tree an hour ago; it is still being handled.
+        earlier = await InProcessCoreApi(core=hub.core, principal=SYSTEM).report_incident(
+            report(reporter={"phone": "0912000002"}, channel="phone")
+        )
         await hub.sb.desk.login("1001")
         await hub.sb.desk.pause("1001", "họp giao ban")
         hotline = await hub.caller("1022", "0912000001").start()
@@ -172,6 +176,7 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         assert draft["category"] == "chay_no" and draft["priority"] == "urgent"
         assert draft["reporters"][0]["phone"] == "0912000002"
         assert "0912000002" in draft["description"]
+        assert earlier["code"] in draft["description"], "the caller's open report is named"
 
         phone.hangup()
         assert await fire.done() == 0
