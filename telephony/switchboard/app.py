@@ -145,6 +145,9 @@ class Switchboard:
                 logger.warning("unknown Stasis route %r; back to the dialplan", route)
                 await self.ari.continue_in_dialplan(cid)
                 return
+            if route in ("ivr", "record"):
+                # Registered now, not in the task: the caller's first key may come at once.
+                self._sessions[cid] = asyncio.Queue()
             self._spawn(handler(channel, args[1:]))
         elif kind in CHANNEL_EVENTS:
             if (queue := self._sessions.get(cid)) is not None:
@@ -179,10 +182,10 @@ class Switchboard:
         service = args[0] if args else "1022"
         await self._arrived(channel, service)
         if self._ivr is None:
+            self._sessions.pop(cid, None)
             await self._continue(cid)
             return
-        events: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue()
-        self._sessions[cid] = events
+        events = self._sessions.setdefault(cid, asyncio.Queue())
         outcome = IvrResult(outcome="queue", language="vi", choices=())
         try:
             await self.store.record(cid, Fact.IVR_STARTED)
@@ -220,7 +223,6 @@ class Switchboard:
         """Overflow from the dialplan (a queue gave up): record a message, call back later."""
         cid = str(channel["id"])
         await self._arrived(channel, args[0] if args else "")
-        self._sessions[cid] = asyncio.Queue()
         await self._record_message(cid, "vi")
 
     async def _record_message(self, cid: str, language: str) -> None:
