@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services tools lint bench clean
+.PHONY: run test setup services tools lint bench bench-switchboard clean
 
 $(STAMP):
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
@@ -40,6 +40,11 @@ lint: setup
 bench: setup services
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "bench needs wrk (apt-get install wrk)"; exit 1; }
 	$(VENV)/bin/python -m bench.reports $(BENCH_ARGS)
+
+# The switchboard against bare Asterisk (root, SIPp; about 7 minutes; BENCH_ARGS="--quick").
+bench-switchboard: setup services tools
+	$(VENV)/bin/ioc asterisk prepare
+	$(VENV)/bin/python -m bench.switchboard $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import Awaitable
+import signal
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -34,3 +35,18 @@ async def bounded(aw: Awaitable[T], timeout_s: float, what: str) -> T:
     stacks = _stacks()
     task.cancel()
     raise Stuck(f"{what} did not finish within {timeout_s:.0f} s. Pending tasks:\n{stacks}")
+
+
+async def cancellable_by_sigterm(run: Callable[[], Awaitable[T]]) -> T:
+    """Run a benchmark so that SIGTERM cancels it: servers are stopped and databases dropped
+    on the way out. A second SIGTERM kills the process at once."""
+    task = asyncio.current_task()
+    assert task is not None
+    loop = asyncio.get_running_loop()
+
+    def on_sigterm() -> None:
+        loop.remove_signal_handler(signal.SIGTERM)
+        task.cancel()
+
+    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
+    return await run()

@@ -21,7 +21,6 @@ import math
 import os
 import platform
 import secrets
-import signal
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench import http_load, pgdb, raw, server
+from bench.guard import cancellable_by_sigterm
 from bench.payload import CATEGORY
 from bench.service import run_service
 from bench.stats import Result
@@ -475,18 +475,7 @@ def write_json(run: Run, path: Path) -> None:
 
 
 async def _main(opts: Options) -> Run:
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-
-    def on_sigterm() -> None:
-        # Cancel the run: servers are stopped and the database dropped on the way out. A
-        # second SIGTERM kills the process at once.
-        loop.remove_signal_handler(signal.SIGTERM)
-        task.cancel()
-
-    loop.add_signal_handler(signal.SIGTERM, on_sigterm)
-    return await run_all(opts)
+    return await cancellable_by_sigterm(lambda: run_all(opts))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -143,6 +143,8 @@ class CallStore:
         self._on_commit = on_commit  # wakes the outbox relay
         # ARI and AMI report the same call concurrently: one writer per call at a time.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+        self._states: dict[str, CallState] = {}  # calls in progress (see _nothing_to_do)
+        self._warm = False
 
     def _committed(self) -> None:
         if self._on_commit is not None:
@@ -167,7 +169,45 @@ class CallStore:
         # One form of a number everywhere (history, look-ups, reporter phone): 0xxxxxxxxx.
         ani = normalise_msisdn(ani) or ani
         async with self._locked(uid):
-            return await self._record(uid, fact, ani, service, channel, direction, info)
+            if self._nothing_to_do(uid, fact, service, info):
+                return None
+            done = await self._record(uid, fact, ani, service, channel, direction, info)
+            if done is not None:
+                self._remember(uid, done.call)
+            return done
+
+    # Asterisk reports most things twice (ARI and AMI; Hangup after QueueCallerAbandon) and
+    # reports every agent leg too: the states of the calls in progress are kept in memory so
+    # that a fact that changes nothing costs no transaction. `warm()` loads them after a start.
+    _QUIET = frozenset({"hangup_cause", "queue", "position"})  # never worth a write alone
+
+    def _nothing_to_do(self, uid: str, fact: Fact, service: str, info: Mapping[str, Any]) -> bool:
+        state = self._states.get(uid)
+        if state is None:
+            # Not a call in progress: unless it starts one, it is an agent's or another leg's
+            # event (or about a call long ended), once we know every call in progress.
+            return self._warm and not service and "queue" not in info
+        if set(info) - self._QUIET:
+            return False
+        return apply(state, fact) is None
+
+    def _remember(self, uid: str, call: Mapping[str, Any]) -> None:
+        if call["status"] == Status.ENDED.value:
+            self._states.pop(uid, None)
+            return
+        outcome = Outcome(call["outcome"]) if call["outcome"] else None
+        self._states[uid] = CallState(status=Status(call["status"]), outcome=outcome)
+
+    async def warm(self) -> None:
+        """Know every call in progress (after a start or reconnect, before trusting memory)."""
+        calls = await self.live_calls()
+        self._states = {
+            c.uid: CallState(
+                status=Status(c.status), outcome=Outcome(c.outcome) if c.outcome else None
+            )
+            for c in calls
+        }
+        self._warm = True
 
     @asynccontextmanager
     async def _locked(self, uid: str) -> AsyncIterator[None]:
@@ -203,9 +243,13 @@ class CallStore:
                     service = svc.number if svc else ""
                 if not service:
                     return None  # not a hotline call (an agent's leg, a call-back leg, ...)
-                earlier = await s.scalar(
-                    select(func.count()).select_from(Call).where(Call.ani == ani, Call.ani != "")
-                )
+                earlier = info.get("caller_calls")
+                if earlier is None:  # the dialplan's look-up did not say (it failed, app down)
+                    earlier = await s.scalar(
+                        select(func.count())
+                        .select_from(Call)
+                        .where(Call.ani == ani, Call.ani != "")
+                    )
                 call = Call(
                     uid=uid,
                     channel=channel,

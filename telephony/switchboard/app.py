@@ -95,6 +95,7 @@ class Switchboard:
 
     async def run(self) -> None:
         await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
+        await self.store.warm()
         await asyncio.gather(
             self.ari.run(self.on_ari, on_connect=self.ari_connected),
             self.ami.run(self.on_ami, on_connect=self.ami_connected),
@@ -157,20 +158,22 @@ class Switchboard:
 
     async def _emergency(self, channel: Mapping[str, Any], args: list[str]) -> None:
         # The caller goes on to the queue first; the record is written meanwhile.
-        service = args[0] if args else ""
-        await asyncio.gather(
-            self._continue(str(channel["id"])),
-            self._arrived(channel, service),
-        )
+        await asyncio.gather(self._continue(str(channel["id"])), self._arrived(channel, args))
 
-    async def _arrived(self, channel: Mapping[str, Any], service: str, **kw: Any) -> None:
+    async def _arrived(self, channel: Mapping[str, Any], args: list[str]) -> None:
+        """Stasis arguments after the route: service, then the caller look-up's count of
+        earlier calls and its status (the dialplan's IOC_CALLER_CALLS, IOC_AGI_STATUS)."""
+        service = args[0] if args else ""
+        info: dict[str, Any] = {}
+        if len(args) >= 3 and args[2] == "ok" and args[1].isdigit():
+            info["caller_calls"] = int(args[1])  # no second count of the same rows
         await self.store.record(
             str(channel["id"]),
             Fact.ARRIVED,
             ani=caller_number(channel),
             service=service,
             channel=str(channel.get("name", "")),
-            **kw,
+            **info,
         )
 
     async def _continue(self, cid: str, **where: str) -> None:
@@ -179,8 +182,7 @@ class Switchboard:
 
     async def _hotline(self, channel: Mapping[str, Any], args: list[str]) -> None:
         cid = str(channel["id"])
-        service = args[0] if args else "1022"
-        await self._arrived(channel, service)
+        await self._arrived(channel, args or ["1022"])
         if self._ivr is None:
             self._sessions.pop(cid, None)
             await self._continue(cid)
@@ -222,7 +224,7 @@ class Switchboard:
     async def _record_route(self, channel: Mapping[str, Any], args: list[str]) -> None:
         """Overflow from the dialplan (a queue gave up): record a message, call back later."""
         cid = str(channel["id"])
-        await self._arrived(channel, args[0] if args else "")
+        await self._arrived(channel, args)
         await self._record_message(cid, "vi")
 
     async def _record_message(self, cid: str, language: str) -> None:
