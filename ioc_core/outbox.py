@@ -12,9 +12,9 @@ import contextlib
 import logging
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, delete, func, select
+from sqlalchemy import String, Table, delete, func, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -52,8 +52,26 @@ def outbox_rows(events: Sequence[Event]) -> list[OutboxRow]:
 
 
 def add_events(session: AsyncSession, events: Sequence[Event]) -> None:
-    """Stage events in the caller's transaction."""
+    """Stage events in the caller's transaction (ORM: written at the flush)."""
     session.add_all(outbox_rows(events))
+
+
+async def stage_events(session: AsyncSession, events: Sequence[Event]) -> None:
+    """Stage events in the caller's transaction with one Core INSERT, now: for hot paths that
+    skip the ORM's unit of work."""
+    if events:
+        await session.execute(
+            insert(cast(Table, OutboxRow.__table__)),
+            [
+                {
+                    "event_id": e.event_id,
+                    "name": e.name,
+                    "event": e.to_dict(),
+                    "created_at": e.occurred_at,
+                }
+                for e in events
+            ],
+        )
 
 
 async def first_time(session: AsyncSession, consumer: str, event_id: str) -> bool:

@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ioc_core import events as ev
 from ioc_core.bus import Event
 from ioc_core.db import transaction, utcnow
-from ioc_core.outbox import add_events
+from ioc_core.outbox import add_events, stage_events
 from telephony.agi.lookups import normalise_msisdn
 from telephony.calls.lifecycle import (
     AgentState,
@@ -60,7 +62,7 @@ class Recorded:
     callback_id: int | None = None
 
 
-def call_view(c: Call, now: datetime | None = None) -> dict[str, Any]:
+def call_view(c: Call | SimpleNamespace, now: datetime | None = None) -> dict[str, Any]:
     """The one JSON shape of a call (API and consoles)."""
     now = now or utcnow()
     end = c.answered_at or c.ended_at or now
@@ -115,7 +117,7 @@ def _iso(at: datetime | None) -> str | None:
     return at.isoformat() if at else None
 
 
-def _call_event(name: str, c: Call, **extra: Any) -> Event:
+def _call_event(name: str, c: Call | SimpleNamespace, **extra: Any) -> Event:
     payload = {
         "call_id": c.uid,
         "service": c.service,
@@ -143,7 +145,9 @@ class CallStore:
         self._on_commit = on_commit  # wakes the outbox relay
         # ARI and AMI report the same call concurrently: one writer per call at a time.
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
-        self._states: dict[str, CallState] = {}  # calls in progress (see _nothing_to_do)
+        # Calls in progress, and the last ones that ended (see _nothing_to_do).
+        self._live: dict[str, CallState] = {}
+        self._ended: OrderedDict[str, CallState] = OrderedDict()
         self._warm = False
 
     def _committed(self) -> None:
@@ -180,28 +184,35 @@ class CallStore:
     # reports every agent leg too: the states of the calls in progress are kept in memory so
     # that a fact that changes nothing costs no transaction. `warm()` loads them after a start.
     _QUIET = frozenset({"hangup_cause", "queue", "position"})  # never worth a write alone
+    _KEEP = 10_000
 
     def _nothing_to_do(self, uid: str, fact: Fact, service: str, info: Mapping[str, Any]) -> bool:
-        state = self._states.get(uid)
+        state = self._live.get(uid) or self._ended.get(uid)
         if state is None:
-            # Not a call in progress: unless it starts one, it is an agent's or another leg's
-            # event (or about a call long ended), once we know every call in progress.
-            return self._warm and not service and "queue" not in info
+            # Not a call we know: unless it starts one or brings news (a recording), it is an
+            # agent's or another leg's hang-up, once we know every call in progress.
+            return self._warm and not service and set(info) <= {"hangup_cause"}
         if set(info) - self._QUIET:
             return False
         return apply(state, fact) is None
 
     def _remember(self, uid: str, call: Mapping[str, Any]) -> None:
-        if call["status"] == Status.ENDED.value:
-            self._states.pop(uid, None)
-            return
         outcome = Outcome(call["outcome"]) if call["outcome"] else None
-        self._states[uid] = CallState(status=Status(call["status"]), outcome=outcome)
+        state = CallState(status=Status(call["status"]), outcome=outcome)
+        if state.status is not Status.ENDED:
+            self._live[uid] = state
+            return
+        # Ended calls are kept a while (late reports: a recording after the hang-up).
+        self._live.pop(uid, None)
+        self._ended[uid] = state
+        self._ended.move_to_end(uid)
+        if len(self._ended) > self._KEEP:
+            self._ended.popitem(last=False)
 
     async def warm(self) -> None:
         """Know every call in progress (after a start or reconnect, before trusting memory)."""
         calls = await self.live_calls()
-        self._states = {
+        self._live = {
             c.uid: CallState(
                 status=Status(c.status), outcome=Outcome(c.outcome) if c.outcome else None
             )
@@ -234,10 +245,17 @@ class CallStore:
         info: Mapping[str, Any],
     ) -> Recorded | None:
         now = self._clock()
+        table = cast(Table, Call.__table__)
+        # Core statements, not the ORM's unit of work: this runs for every fact of every call.
         async with transaction(self._sessions) as s:
-            call = await s.scalar(select(Call).where(Call.uid == uid).with_for_update())
+            found = (
+                (await s.execute(select(table).where(table.c.uid == uid).with_for_update()))
+                .mappings()
+                .first()
+            )
             events: list[Event] = []
-            if call is None:
+            before: dict[str, Any] = dict(found) if found is not None else {}
+            if found is None:
                 if not service and "queue" in info:
                     svc = self._settings.service_of_queue(str(info["queue"]))
                     service = svc.number if svc else ""
@@ -250,21 +268,25 @@ class CallStore:
                         .select_from(Call)
                         .where(Call.ani == ani, Call.ani != "")
                     )
-                call = Call(
-                    uid=uid,
-                    channel=channel,
-                    direction=direction,
-                    ani=ani,
-                    service=service,
-                    status=Status.NEW.value,
-                    arrived_at=now,
-                    caller_calls=int(earlier or 0),
-                    callback_of=info.get("callback_of"),
-                    ivr_choices=[],
-                )
-                s.add(call)
-                await s.flush()
+                values: dict[str, Any] = {
+                    "uid": uid,
+                    "channel": channel,
+                    "direction": direction,
+                    "ani": ani,
+                    "service": service,
+                    "status": Status.NEW.value,
+                    "language": "vi",
+                    "arrived_at": now,
+                    "caller_calls": int(earlier or 0),
+                    "callback_of": info.get("callback_of"),
+                    "ivr_choices": [],
+                }
+                new_id = await s.scalar(insert(table).values(**values).returning(table.c.id))
+                before = {c.key: None for c in table.columns} | values | {"id": new_id}
+                call = SimpleNamespace(**before)
                 events.append(_call_event(ev.CALL_ARRIVED, call))
+            else:
+                call = SimpleNamespace(**before)
             state = CallState(
                 status=Status(call.status), outcome=Outcome(call.outcome) if call.outcome else None
             )
@@ -278,7 +300,6 @@ class CallStore:
                 call.hangup_cause = str(info["hangup_cause"])
             callback_id = None
             effects: tuple[Effect, ...] = ()
-
             if change is not None:
                 call.status = change.status.value
                 call.outcome = change.outcome.value if change.outcome else None
@@ -301,12 +322,17 @@ class CallStore:
                     events.append(self._event_for(name, call, now, callback_id))
             elif not events and not info:
                 return None
-            add_events(s, events)
+            changed = {k: v for k, v in vars(call).items() if before.get(k) != v}
+            if changed:
+                await s.execute(update(table).where(table.c.id == call.id).values(**changed))
+            await stage_events(s, events)
             view = call_view(call, now)
         self._committed()
         return Recorded(call=view, effects=effects, callback_id=callback_id)
 
-    def _event_for(self, name: str, c: Call, now: datetime, callback_id: int | None) -> Event:
+    def _event_for(
+        self, name: str, c: Call | SimpleNamespace, now: datetime, callback_id: int | None
+    ) -> Event:
         wait = round(wait_seconds(c.queued_at, c.answered_at or c.ended_at or now), 3)
         by_name: dict[str, dict[str, Any]] = {
             ev.CALL_QUEUED: {"position": c.position},
@@ -364,7 +390,9 @@ class CallStore:
 
     # ------------------------------------------------------------------ call-backs
 
-    async def _open_callback(self, s: AsyncSession, call: Call, now: datetime) -> Callback | None:
+    async def _open_callback(
+        self, s: AsyncSession, call: Call | SimpleNamespace, now: datetime
+    ) -> Callback | None:
         existing = await s.scalar(
             select(Callback).where(Callback.call_id == call.id).order_by(Callback.id).limit(1)
         )

@@ -224,3 +224,18 @@ async def test_recordings_are_served_to_staff_from_the_spool_only(
     for uid in ("4.2", "4.3"):  # outside the spool; no recording at all
         refused = await client.get(f"/api/v1/calls/{uid}/recording", headers=staff)
         assert refused.status == 404 and (await refused.json())["error_id"] == "no-recording"
+
+
+async def test_a_message_reported_after_the_hang_up_joins_its_call_back(core: Core) -> None:
+    store = _store(core)
+    await store.warm()  # as the switchboard does at start: now memory knows every live call
+    await store.record("5.1", Fact.ARRIVED, ani="0912000030", service="1022")
+    await store.record("5.1", Fact.IVR_STARTED)
+    ended = await store.record("5.1", Fact.HANGUP, hangup_cause="Normal Clearing")
+    assert ended is not None and ended.call["outcome"] == "abandoned"
+    assert await store.record("5.1", Fact.HANGUP, hangup_cause="again") is None  # no write
+    assert await store.record("agent-leg", Fact.HANGUP, hangup_cause="x") is None
+    late = await store.record("5.1", Fact.RECORDED, recording_path="recording/ioc-msg/5.1.wav")
+    assert late is not None and late.call["outcome"] == "recorded"
+    (item,) = [i for i in await store.list_callbacks() if i["ani"] == "0912000030"]
+    assert item["reason"] == "voicemail" and item["recording_path"].endswith("5.1.wav")
