@@ -147,6 +147,8 @@ class CallStore:
         self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
         # Calls in progress, and the last ones that ended (see _nothing_to_do).
         self._live: dict[str, CallState] = {}
+        self._pending: list[tuple[tuple[Any, ...], asyncio.Future[Recorded | None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._ended: OrderedDict[str, CallState] = OrderedDict()
         self._warm = False
 
@@ -175,16 +177,58 @@ class CallStore:
         async with self._locked(uid):
             if self._nothing_to_do(uid, fact, service, info):
                 return None
-            done = await self._record(uid, fact, ani, service, channel, direction, info)
+            done = await self._submit(uid, fact, ani, service, channel, direction, info)
             if done is not None:
                 self._remember(uid, done.call)
             return done
+
+    # ------------------------------------------------------------------ group commit
+
+    async def _submit(self, *fact: Any) -> Recorded | None:
+        """Queue one fact for the writer, which commits whatever facts are waiting (of
+        different calls) in one transaction: at a burst of calls a transaction per fact is
+        what costs most (BEGIN/COMMIT, the SQLite write lock). The caller waits for the commit:
+        nothing is acknowledged before it is durable."""
+        done: asyncio.Future[Recorded | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((fact, done))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._write())
+        return await done
+
+    async def _write(self) -> None:
+        # Runs while facts wait, then ends (no task outlives the work it was made for).
+        while self._pending:
+            batch, self._pending = self._pending[: self._BATCH], self._pending[self._BATCH :]
+            try:
+                async with transaction(self._sessions) as s:
+                    results = [await self._apply(s, *fact) for fact, _ in batch]
+            except Exception:
+                # One bad fact must not sink the others: one transaction each, errors to their
+                # own callers.
+                logger.warning("a batch of %d call facts failed; one by one", len(batch))
+                for fact, done in batch:
+                    try:
+                        async with transaction(self._sessions) as s:
+                            result = await self._apply(s, *fact)
+                    except Exception as exc:
+                        if not done.done():
+                            done.set_exception(exc)
+                        continue
+                    self._committed()
+                    if not done.done():
+                        done.set_result(result)
+                continue
+            self._committed()
+            for (_, done), result in zip(batch, results, strict=True):
+                if not done.done():
+                    done.set_result(result)
 
     # Asterisk reports most things twice (ARI and AMI; Hangup after QueueCallerAbandon) and
     # reports every agent leg too: the states of the calls in progress are kept in memory so
     # that a fact that changes nothing costs no transaction. `warm()` loads them after a start.
     _QUIET = frozenset({"hangup_cause", "queue", "position"})  # never worth a write alone
     _KEEP = 10_000
+    _BATCH = 200
 
     def _nothing_to_do(self, uid: str, fact: Fact, service: str, info: Mapping[str, Any]) -> bool:
         state = self._live.get(uid) or self._ended.get(uid)
@@ -234,8 +278,9 @@ class CallStore:
             else:
                 self._locks[uid] = (lock, users - 1)
 
-    async def _record(
+    async def _apply(
         self,
+        s: AsyncSession,
         uid: str,
         fact: Fact,
         ani: str,
@@ -247,87 +292,83 @@ class CallStore:
         now = self._clock()
         table = cast(Table, Call.__table__)
         # Core statements, not the ORM's unit of work: this runs for every fact of every call.
-        async with transaction(self._sessions) as s:
-            found = (
-                (await s.execute(select(table).where(table.c.uid == uid).with_for_update()))
-                .mappings()
-                .first()
-            )
-            events: list[Event] = []
-            before: dict[str, Any] = dict(found) if found is not None else {}
-            if found is None:
-                if not service and "queue" in info:
-                    svc = self._settings.service_of_queue(str(info["queue"]))
-                    service = svc.number if svc else ""
-                if not service:
-                    return None  # not a hotline call (an agent's leg, a call-back leg, ...)
-                earlier = info.get("caller_calls")
-                if earlier is None:  # the dialplan's look-up did not say (it failed, app down)
-                    earlier = await s.scalar(
-                        select(func.count())
-                        .select_from(Call)
-                        .where(Call.ani == ani, Call.ani != "")
-                    )
-                values: dict[str, Any] = {
-                    "uid": uid,
-                    "channel": channel,
-                    "direction": direction,
-                    "ani": ani,
-                    "service": service,
-                    "status": Status.NEW.value,
-                    "language": "vi",
-                    "arrived_at": now,
-                    "caller_calls": int(earlier or 0),
-                    "callback_of": info.get("callback_of"),
-                    "ivr_choices": [],
-                }
-                new_id = await s.scalar(insert(table).values(**values).returning(table.c.id))
-                before = {c.key: None for c in table.columns} | values | {"id": new_id}
-                call = SimpleNamespace(**before)
-                events.append(_call_event(ev.CALL_ARRIVED, call))
-            else:
-                call = SimpleNamespace(**before)
-            state = CallState(
-                status=Status(call.status), outcome=Outcome(call.outcome) if call.outcome else None
-            )
-            change = apply(state, fact)
-            for key in ("queue", "position", "agent", "language", "recording_path"):
-                if info.get(key) is not None:
-                    setattr(call, key, info[key])
-            if info.get("ivr_choices") is not None:
-                call.ivr_choices = list(info["ivr_choices"])
-            if info.get("hangup_cause") and call.hangup_cause is None:
-                call.hangup_cause = str(info["hangup_cause"])
-            callback_id = None
-            effects: tuple[Effect, ...] = ()
-            if change is not None:
-                call.status = change.status.value
-                call.outcome = change.outcome.value if change.outcome else None
-                for stamp in change.stamps:
-                    if getattr(call, stamp) is None:
-                        setattr(call, stamp, now)
-                effects = change.effects
-                if fact is Fact.RECORDED and Effect.CALLBACK not in effects:
-                    # The message was reported after the hang-up had opened the call-back
-                    # item: the item now carries the message.
-                    await s.execute(
-                        update(Callback)
-                        .where(Callback.call_id == call.id)
-                        .values(recording_path=call.recording_path, reason="voicemail")
-                    )
-                if Effect.CALLBACK in effects and call.direction == "in":
-                    cb = await self._open_callback(s, call, now)
-                    callback_id = cb.id if cb else None
-                for name in change.events:
-                    events.append(self._event_for(name, call, now, callback_id))
-            elif not events and not info:
-                return None
-            changed = {k: v for k, v in vars(call).items() if before.get(k) != v}
-            if changed:
-                await s.execute(update(table).where(table.c.id == call.id).values(**changed))
-            await stage_events(s, events)
-            view = call_view(call, now)
-        self._committed()
+        found = (
+            (await s.execute(select(table).where(table.c.uid == uid).with_for_update()))
+            .mappings()
+            .first()
+        )
+        events: list[Event] = []
+        before: dict[str, Any] = dict(found) if found is not None else {}
+        if found is None:
+            if not service and "queue" in info:
+                svc = self._settings.service_of_queue(str(info["queue"]))
+                service = svc.number if svc else ""
+            if not service:
+                return None  # not a hotline call (an agent's leg, a call-back leg, ...)
+            earlier = info.get("caller_calls")
+            if earlier is None:  # the dialplan's look-up did not say (it failed, app down)
+                earlier = await s.scalar(
+                    select(func.count()).select_from(Call).where(Call.ani == ani, Call.ani != "")
+                )
+            values: dict[str, Any] = {
+                "uid": uid,
+                "channel": channel,
+                "direction": direction,
+                "ani": ani,
+                "service": service,
+                "status": Status.NEW.value,
+                "language": "vi",
+                "arrived_at": now,
+                "caller_calls": int(earlier or 0),
+                "callback_of": info.get("callback_of"),
+                "ivr_choices": [],
+            }
+            new_id = await s.scalar(insert(table).values(**values).returning(table.c.id))
+            before = {c.key: None for c in table.columns} | values | {"id": new_id}
+            call = SimpleNamespace(**before)
+            events.append(_call_event(ev.CALL_ARRIVED, call))
+        else:
+            call = SimpleNamespace(**before)
+        state = CallState(
+            status=Status(call.status), outcome=Outcome(call.outcome) if call.outcome else None
+        )
+        change = apply(state, fact)
+        for key in ("queue", "position", "agent", "language", "recording_path"):
+            if info.get(key) is not None:
+                setattr(call, key, info[key])
+        if info.get("ivr_choices") is not None:
+            call.ivr_choices = list(info["ivr_choices"])
+        if info.get("hangup_cause") and call.hangup_cause is None:
+            call.hangup_cause = str(info["hangup_cause"])
+        callback_id = None
+        effects: tuple[Effect, ...] = ()
+        if change is not None:
+            call.status = change.status.value
+            call.outcome = change.outcome.value if change.outcome else None
+            for stamp in change.stamps:
+                if getattr(call, stamp) is None:
+                    setattr(call, stamp, now)
+            effects = change.effects
+            if fact is Fact.RECORDED and Effect.CALLBACK not in effects:
+                # The message was reported after the hang-up had opened the call-back
+                # item: the item now carries the message.
+                await s.execute(
+                    update(Callback)
+                    .where(Callback.call_id == call.id)
+                    .values(recording_path=call.recording_path, reason="voicemail")
+                )
+            if Effect.CALLBACK in effects and call.direction == "in":
+                cb = await self._open_callback(s, call, now)
+                callback_id = cb.id if cb else None
+            for name in change.events:
+                events.append(self._event_for(name, call, now, callback_id))
+        elif not events and not info:
+            return None
+        changed = {k: v for k, v in vars(call).items() if before.get(k) != v}
+        if changed:
+            await s.execute(update(table).where(table.c.id == call.id).values(**changed))
+        await stage_events(s, events)
+        view = call_view(call, now)
         return Recorded(call=view, effects=effects, callback_id=callback_id)
 
     def _event_for(

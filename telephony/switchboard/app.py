@@ -29,7 +29,7 @@ from telephony.i18n import t
 from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
 from telephony.switchboard.agents import AgentDesk
-from telephony.switchboard.observe import MEMBER_EVENTS, call_fact
+from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +280,12 @@ class Switchboard:
         if observed.fact is Fact.ANSWERED and self._record_calls:
             # app_queue's MixMonitor names the file after the caller's channel.
             observed.info["recording_path"] = f"monitor/{observed.uid}.wav"
+        # Each fact in its own task: facts of different calls are written together (the
+        # store's group commit); a call's own facts keep their order (its lock is FIFO and
+        # taken before the task first yields).
+        self._spawn(self._observe(observed))
+
+    async def _observe(self, observed: Observed) -> None:
         done = await self.store.record(
             observed.uid,
             observed.fact,

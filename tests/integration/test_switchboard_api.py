@@ -3,6 +3,7 @@ fed through the calls service exactly as the AMI/ARI observers feed it."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -239,3 +240,23 @@ async def test_a_message_reported_after_the_hang_up_joins_its_call_back(core: Co
     assert late is not None and late.call["outcome"] == "recorded"
     (item,) = [i for i in await store.list_callbacks() if i["ani"] == "0912000030"]
     assert item["reason"] == "voicemail" and item["recording_path"].endswith("5.1.wav")
+
+
+async def test_facts_of_many_calls_commit_together_and_a_bad_one_sinks_only_itself(
+    core: Core,
+) -> None:
+    store = _store(core)
+    await store.warm()
+
+    async def call(i: int) -> None:
+        await _abandoned(store, f"6.{i}", "114", f"09120001{i:02d}")
+
+    bad = store.record("6.bad", Fact.ARRIVED, ani="0912000199", service="114", caller_calls="x")
+    results = await asyncio.gather(*(call(i) for i in range(20)), bad, return_exceptions=True)
+    assert isinstance(results[-1], ValueError)  # its own caller hears of it ...
+    assert results[:-1] == [None] * 20  # ... and the calls beside it are all there
+    calls = await store.list_calls(service="114", limit=100)
+    assert len([c for c in calls if c["id"].startswith("6.")]) == 20
+    assert all(c["outcome"] == "abandoned" for c in calls if c["id"].startswith("6."))
+    items = await store.list_callbacks(limit=100)
+    assert len([i for i in items if i["ani"].startswith("09120001")]) == 20
