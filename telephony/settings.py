@@ -37,6 +37,12 @@ VARIABLES: tuple[Variable, ...] = (
         "SIP URI of the carrier/SBC that call-backs are sent through.",
     ),
     Variable("IOC_ASTERISK_AGI_PORT", "4573", "Port of the FastAGI look-up server.", int),
+    Variable(
+        "IOC_HOTLINE_MAX_WAIT_S",
+        "300",
+        "Seconds a 1022 caller waits in the queue before leaving a message.",
+        int,
+    ),
     Variable("IOC_RECORD_CALLS", "1", "Record answered calls (MixMonitor, wav); 0 = off.", bool),
     Variable("IOC_SWITCHBOARD", "auto", "Run the switchboard app: auto (when set up), on, off."),
     Variable("IOC_ASTERISK_HOST", "127.0.0.1", "Where the switchboard reaches ARI and AMI."),

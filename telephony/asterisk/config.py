@@ -45,6 +45,7 @@ class AsteriskSettings:
     trunk_ips: tuple[str, ...] = ("127.0.0.1",)
     trunk_contact: str = "sip:127.0.0.1:5070"
     record_calls: bool = True
+    hotline_max_wait_s: int = 300  # then the 1022 caller leaves a message (overflow)
     agents: Mapping[str, str] = field(default_factory=dict)  # extension -> SIP password
 
     @classmethod
@@ -77,6 +78,7 @@ class AsteriskSettings:
             rtp_start=num("RTP_START", 10000),
             rtp_end=num("RTP_END", 20000),
             agi_port=num("AGI_PORT", 4573),
+            hotline_max_wait_s=int(env.get("IOC_HOTLINE_MAX_WAIT_S", 300)),
             trunk_contact=env.get("IOC_ASTERISK_TRUNK_CONTACT", "sip:127.0.0.1:5070"),
             record_calls=env.get("IOC_RECORD_CALLS", "1").lower()
             not in ("0", "false", "no", "off"),

@@ -68,6 +68,7 @@ def call_view(c: Call | SimpleNamespace, now: datetime | None = None) -> dict[st
     end = c.answered_at or c.ended_at or now
     return {
         "id": c.uid,
+        "channel": c.channel,  # Asterisk's channel name (what a console transfers)
         "direction": c.direction,
         "ani": c.ani,
         "service": c.service,

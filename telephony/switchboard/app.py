@@ -26,6 +26,7 @@ from telephony.ari.client import AriClient, AriError, ChannelGone
 from telephony.calls.lifecycle import Effect, Fact
 from telephony.calls.service import CallStore
 from telephony.i18n import t
+from telephony.ivr.prompts import media_uri
 from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
 from telephony.switchboard.agents import AgentDesk
@@ -225,13 +226,18 @@ class Switchboard:
         """Overflow from the dialplan (a queue gave up): record a message, call back later."""
         cid = str(channel["id"])
         await self._arrived(channel, args)
-        await self._record_message(cid, "vi")
+        call = await self.store.get_call(cid)  # the language the caller chose in the menu
+        language = "en" if call and call["language"] == "en" else "vi"
+        await self._record_message(cid, language, announce="busy-message")
 
-    async def _record_message(self, cid: str, language: str) -> None:
-        """Record after the tone (SW-8), then the call-back item carries the recording."""
+    async def _record_message(self, cid: str, language: str, *, announce: str = "") -> None:
+        """Record after the tone (SW-8), then the call-back item carries the recording.
+        `announce`: a prompt saying why first (the voice menu has said it on its own path)."""
         events = self._sessions.setdefault(cid, asyncio.Queue())
         name = f"{MESSAGES}/{cid}"
         try:
+            if announce:
+                await self._say(cid, announce, language, events)
             await self.ari.request(
                 "POST",
                 f"/channels/{cid}/record",
@@ -257,6 +263,24 @@ class Switchboard:
         await self.store.record(cid, Fact.RECORDED, recording_path=f"recording/{name}.wav")
         with contextlib.suppress(ChannelGone, AriError):
             await self.ari.request("DELETE", f"/channels/{cid}")
+
+    async def _say(
+        self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
+    ) -> None:
+        """Play one prompt to the end (or until the caller leaves)."""
+        playback = f"say-{cid}"
+        await self.ari.request(
+            "POST",
+            f"/channels/{cid}/play",
+            media=media_uri(prompt, language),
+            playbackId=playback,
+        )
+        while True:
+            event = await asyncio.wait_for(events.get(), 60)
+            if event.get("type") in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
+                raise ChannelGone(404, cid)
+            if event.get("type") == "PlaybackFinished":
+                return
 
     # ------------------------------------------------------------------ AMI: the observer
 

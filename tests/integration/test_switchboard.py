@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -388,3 +389,31 @@ async def test_out_of_hours_the_caller_leaves_a_message_for_a_call_back(hub: Hub
     cb = await wait_until(item, 5, "a call-back item with the message")
     assert cb["reason"] == "voicemail" and cb["recording_path"] == call["recording_path"]
     assert not cb["automatic"]  # 1022: a person listens and calls back
+
+
+async def test_overflow_from_the_queue_records_a_message_instead_of_a_busy_tone(hub: Hub) -> None:
+    # The 1022 queue gives up after IOC_HOTLINE_MAX_WAIT_S (5 minutes): 2 s for this test.
+    short = render(
+        AsteriskSettings.from_env(
+            hub.pbx.state_dir, {**os.environ, "IOC_HOTLINE_MAX_WAIT_S": "2"}
+        ).placeholders()
+    )
+    (hub.pbx.etc_dir / "extensions.conf").write_text(short["extensions.conf"])
+    await asyncio.to_thread(hub.pbx.cli, "dialplan reload")
+    try:
+        # 2 s in the queue, the "all busy" announcement, the beep, then 7 s of message.
+        caller = await hub.caller(
+            "1022", "0912000013", hold_ms=9_000, speak=True, speak_after_ms=15_000
+        ).start()
+        assert await caller.done() == 0
+    finally:
+        normal = render(AsteriskSettings.from_env(hub.pbx.state_dir).placeholders())
+        (hub.pbx.etc_dir / "extensions.conf").write_text(normal["extensions.conf"])
+        await asyncio.to_thread(hub.pbx.cli, "dialplan reload")
+    call = await hub.call_of("0912000013", "1022", status="ended")
+    assert call["outcome"] == "recorded" and call["queued_at"]
+    assert (hub.pbx.spool_dir / call["recording_path"]).stat().st_size > 44
+    items = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000013"]
+    assert [(i["reason"], i["recording_path"]) for i in items] == [
+        ("voicemail", call["recording_path"])
+    ]
