@@ -32,6 +32,7 @@ tools:
 # The tests start their own Asterisk instances; `prepare` builds the cached chroot and prompts.
 test: setup services tools
 	$(VENV)/bin/ioc asterisk prepare
+	$(VENV)/bin/ioc setup models
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 lint: setup

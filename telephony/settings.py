@@ -25,6 +25,12 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_ASTERISK_TRUNK_IPS", "127.0.0.1", "Carrier/SBC addresses (comma-separated)."),
     Variable("IOC_ASTERISK_AGENTS", "1001,...,1005", "Agent extensions (comma-separated)."),
     Variable("IOC_PROMPTS_DIR", "", "Recorded prompts (<lang>/<name>.wav) replacing espeak-ng."),
+    Variable(
+        "IOC_STT_MODEL_DIR",
+        "",
+        "A CTranslate2 Whisper model folder (e.g. PhoWhisper); unset: the bundled Whisper base.",
+    ),
+    Variable("IOC_STT_LANGUAGE", "vi", "Language forced on speech recognition (vi or en)."),
     Variable("IOC_SERVICES_FILE", "dialplans/services.toml", "Hotline services and call-backs."),
     Variable(
         "IOC_CALLBACK_ATTEMPTS", "", "Automatic call-back attempts (overrides the file).", int

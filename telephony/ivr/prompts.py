@@ -97,7 +97,7 @@ def _sox_to_slin(source: str, target: Path, *, stdin: bytes | None = None) -> No
     _run([_tool("sox"), "-V1", *src, *out], stdin=stdin)
 
 
-def _speak(text: str, language: str, target: Path) -> None:
+def speak(text: str, language: str, target: Path) -> None:
     # Text through stdin (`--stdin`, `-b 1` = UTF-8): never parsed as options, and diacritics
     # arrive intact. espeak-ng writes 22.05 kHz; Asterisk's .wav is 8 kHz, so sox resamples.
     speech = _run(
@@ -179,7 +179,7 @@ def ensure_prompts(target_dir: Path, recorded_dir: Path | None = None) -> dict[s
                 report["unchanged"].append(key)
                 continue
             if recorded is None:
-                _write_atomically(target, partial(_speak, text, language))
+                _write_atomically(target, partial(speak, text, language))
             elif _is_slin(recorded):
                 _write_atomically(target, partial(shutil.copyfile, recorded))
             else:
