@@ -13,11 +13,13 @@ import logging
 import os
 from collections.abc import AsyncIterator
 from functools import partial
+from pathlib import Path
 
 from aiohttp import web
 
 from ioc_core.api import CoreApi
 from ioc_core.api.web import PRIMARY, core_of, system_api
+from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import ConfigError
 from telephony.agi.fastagi import FastAgiServer
 from telephony.agi.lookups import SCRIPT, make_caller_lookup
@@ -28,6 +30,9 @@ from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
 from telephony.settings import SwitchboardSettings
+from telephony.speech.engine import FileEngine, SpeechError
+from telephony.speech.models import stt_model_dir
+from telephony.speech.whisper import WhisperEngine
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.app import IvrRunner, Switchboard
 from telephony.switchboard.blocked import BlockedNumbers
@@ -58,6 +63,8 @@ def build_switchboard(
     api: CoreApi,
     host: str = "127.0.0.1",
     menu: Menu | None = None,
+    stt: FileEngine | None = None,
+    spool: Path | None = None,
 ) -> Switchboard:
     """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
     ari = AriClient(
@@ -87,6 +94,8 @@ def build_switchboard(
         settings=settings,
         ivr=ivr,
         record_calls=asterisk.record_calls,
+        stt=stt,
+        spool=spool,
     )
 
 
@@ -116,6 +125,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         api=system_api(app, name="switchboard"),
         host=os.environ.get("IOC_ASTERISK_HOST", "127.0.0.1"),
         menu=load_menu(),
+        stt=_stt(core.settings.cache_dir),
+        spool=state_dir / "spool",
     )
     app[SWITCHBOARD] = sb
     agi = caller_lookup_server(
@@ -135,6 +146,16 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             await task
         await sb.close()
         await agi.close()
+
+
+def _stt(cache_dir: Path) -> FileEngine | None:
+    """The speech engine for messages; without a model the switchboard runs without it."""
+    try:
+        model = stt_model_dir(ArtifactCache(cache_dir))
+    except SpeechError as exc:
+        logger.warning("messages will not be transcribed: %s", exc)
+        return None
+    return WhisperEngine(model_dir=model, language=os.environ.get("IOC_STT_LANGUAGE", "vi"))
 
 
 def caller_lookup_server(

@@ -74,10 +74,11 @@ async def list_calls(request: web.Request) -> web.Response:
 @routes.get(API + "/calls/{id}")
 async def get_call(request: web.Request) -> web.Response:
     await require_staff(request)
-    call = await request.app[STORE].get_call(request.match_info["id"])
+    store = request.app[STORE]
+    call = await store.get_call(request.match_info["id"])
     if call is None:
         raise NotFound(said("api.unknown_call", id=request.match_info["id"]))
-    return json_response(call)
+    return json_response({**call, "transcripts": await store.transcripts(call["id"])})
 
 
 @routes.get(API + "/calls/{id}/recording")

@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ioc_core.db import NAMING, BigId, JSONType, UTCDateTime, utcnow
@@ -81,6 +81,7 @@ class Callback(TelephonyBase):
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
     recording_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    transcript: Mapped[str | None] = mapped_column(Text, nullable=True)  # of the message
     assigned_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     note: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -97,6 +98,26 @@ class CallbackAttempt(TelephonyBase):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     outcome: Mapped[str | None] = mapped_column(String(16), nullable=True)
+
+
+class Transcript(TelephonyBase):
+    """Every transcript kept with what made it: engine, model, timings, the audio it came from."""
+
+    __tablename__ = "transcripts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    call_uid: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # message | ivr | live
+    audio_path: Mapped[str] = mapped_column(String(500))
+    language: Mapped[str] = mapped_column(String(2))
+    engine: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    text: Mapped[str] = mapped_column(Text, default="")
+    segments: Mapped[list[Any]] = mapped_column(JSONType, default=list)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    elapsed_s: Mapped[float] = mapped_column(Float, default=0.0)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)  # why there is no text
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Agent(TelephonyBase):

@@ -33,7 +33,9 @@ from telephony.calls.lifecycle import (
     wait_seconds,
 )
 from telephony.calls.models import Agent, Call, Callback, CallbackAttempt
+from telephony.calls.models import Transcript as TranscriptRow
 from telephony.settings import SwitchboardSettings
+from telephony.speech.engine import Transcript as SpeechTranscript
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +109,7 @@ def callback_view(cb: Callback) -> dict[str, Any]:
         "next_attempt_at": _iso(cb.next_attempt_at),
         "last_outcome": cb.last_outcome,
         "recording_path": cb.recording_path,
+        "transcript": cb.transcript,
         "assigned_to": cb.assigned_to,
         "note": cb.note,
         "created_at": _iso(cb.created_at),
@@ -624,6 +627,93 @@ class CallStore:
             view = callback_view(cb)
         self._committed()
         return view
+
+    async def add_transcript(
+        self,
+        uid: str,
+        *,
+        kind: str,
+        audio_path: str,
+        language: str,
+        transcript: SpeechTranscript | None = None,
+        engine: str = "",
+        model: str = "",
+        error: str | None = None,
+    ) -> dict[str, Any]:
+        """Keep a transcript (or why there is none) with its engine, model and timings; a
+        message's text also goes onto the call's call-back item for the person calling back."""
+        t = transcript
+        row = TranscriptRow(
+            call_uid=uid,
+            kind=kind,
+            audio_path=audio_path,
+            language=language,
+            engine=t.engine if t else engine,
+            model=t.model if t else model,
+            text=t.text if t else "",
+            segments=[vars(seg) for seg in t.segments] if t else [],
+            duration_s=t.duration_s if t else 0.0,
+            elapsed_s=t.elapsed_s if t else 0.0,
+            error=error,
+            created_at=self._clock(),
+        )
+        async with transaction(self._sessions) as s:
+            s.add(row)
+            call_id = await s.scalar(select(Call.id).where(Call.uid == uid))
+            if t is not None and kind == "message" and call_id is not None:
+                await s.execute(
+                    update(Callback).where(Callback.call_id == call_id).values(transcript=t.text)
+                )
+            if t is not None:
+                payload = {
+                    "call_id": uid,
+                    "kind": kind,
+                    "text": t.text,
+                    "engine": t.engine,
+                    "model": t.model,
+                }
+                add_events(
+                    s,
+                    [Event(name=ev.CALL_TRANSCRIPT_FINAL, payload=payload, correlation_id=uid)],
+                )
+            await s.flush()
+            view = {
+                "id": row.id,
+                "call_id": uid,
+                "kind": kind,
+                "text": row.text,
+                "engine": row.engine,
+                "model": row.model,
+                "duration_s": row.duration_s,
+                "elapsed_s": row.elapsed_s,
+                "error": row.error,
+            }
+        self._committed()
+        return view
+
+    async def transcripts(self, uid: str) -> list[dict[str, Any]]:
+        async with self._sessions() as s:
+            rows = await s.scalars(
+                select(TranscriptRow)
+                .where(TranscriptRow.call_uid == uid)
+                .order_by(TranscriptRow.id)
+            )
+            return [
+                {
+                    "kind": r.kind,
+                    "text": r.text,
+                    "language": r.language,
+                    "engine": r.engine,
+                    "model": r.model,
+                    "duration_s": r.duration_s,
+                    "elapsed_s": r.elapsed_s,
+                    "audio_path": r.audio_path,
+                    "error": r.error,
+                    "segments": r.segments,
+                    "created_at": _iso(r.created_at),
+                }
+                for r in rows
+            ]
 
     async def recover_callbacks(self, older_than_s: float) -> int:
         """After a restart: attempts left `calling` by a dead process go back to pending."""

@@ -14,16 +14,12 @@ from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.ivr.prompts import PromptToolMissing, speak
 from telephony.speech.engine import SpeechError
-from telephony.speech.models import ensure_whisper_base
+from telephony.speech.models import stt_model_dir
 from telephony.speech.whisper import WhisperEngine
 
 
 def _model_dir(settings: Settings) -> Path:
-    """IOC_STT_MODEL_DIR (a province's stronger model) or the assembled Whisper base."""
-    configured = os.environ.get("IOC_STT_MODEL_DIR")
-    return (
-        Path(configured) if configured else ensure_whisper_base(ArtifactCache(settings.cache_dir))
-    )
+    return stt_model_dir(ArtifactCache(settings.cache_dir))
 
 
 def setup_models(settings: Settings) -> dict[str, Any]:

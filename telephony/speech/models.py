@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 from importlib import resources
 from pathlib import Path
@@ -58,3 +59,9 @@ def ensure_whisper_base(cache: ArtifactCache) -> Path:
         logger.info("assembled %s (%s)", WHISPER_BASE, WHISPER_BASE_SHA256[:12])
 
     return cache.ensure(WHISPER_BASE, {"sha256": WHISPER_BASE_SHA256}, build)
+
+
+def stt_model_dir(cache: ArtifactCache) -> Path:
+    """IOC_STT_MODEL_DIR (a province's stronger model) or the assembled Whisper base."""
+    configured = os.environ.get("IOC_STT_MODEL_DIR")
+    return Path(configured) if configured else ensure_whisper_base(cache)

@@ -51,7 +51,7 @@ class WhisperEngine:
             )
         return self._loaded
 
-    def _run(self, path: Path) -> Transcript:
+    def _run(self, path: Path, language: str) -> Transcript:
         from faster_whisper.audio import decode_audio
 
         started = time.perf_counter()
@@ -66,7 +66,7 @@ class WhisperEngine:
             model = self._load()
             segments, _info = model.transcribe(
                 audio,
-                language=self._language,
+                language=language,
                 beam_size=self._beam,
                 temperature=0.0,
                 vad_filter=True,
@@ -85,7 +85,7 @@ class WhisperEngine:
             ]
         return Transcript(
             text=" ".join(s.text for s in found if s.text).strip(),
-            language=self._language,
+            language=language,
             engine=self.name,
             model=self.model,
             duration_s=round(duration, 3),
@@ -93,5 +93,6 @@ class WhisperEngine:
             segments=found,
         )
 
-    async def transcribe_file(self, path: Path) -> Transcript:
-        return await asyncio.to_thread(self._run, path)
+    async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript:
+        """`language`: forced for this file (a caller who chose English); else the engine's."""
+        return await asyncio.to_thread(self._run, path, language or self._language)

@@ -16,6 +16,7 @@ import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from ioc_core.api import CoreApi
@@ -29,6 +30,7 @@ from telephony.i18n import t
 from telephony.ivr.prompts import media_uri
 from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
+from telephony.speech.engine import FileEngine, SpeechError
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
 
@@ -79,6 +81,8 @@ class Switchboard:
         settings: SwitchboardSettings,
         ivr: IvrRunner | None = None,
         record_calls: bool = False,
+        stt: FileEngine | None = None,
+        spool: Path | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
@@ -86,6 +90,8 @@ class Switchboard:
         self._settings = settings
         self._ivr = ivr
         self._record_calls = record_calls  # app_queue's MixMonitor (queues.conf monitor-format)
+        self._stt = stt  # transcribes messages left after the tone (SW-6, SW-8)
+        self._spool = spool  # where Asterisk's recordings are, seen from here
         self._clock = clock
         self._sessions: dict[str, asyncio.Queue[Mapping[str, Any]]] = {}
         self._originated: dict[str, int] = {}  # call-back channel id -> call-back id
@@ -263,6 +269,28 @@ class Switchboard:
         await self.store.record(cid, Fact.RECORDED, recording_path=f"recording/{name}.wav")
         with contextlib.suppress(ChannelGone, AriError):
             await self.ari.request("DELETE", f"/channels/{cid}")
+        self._spawn(self.transcribe_message(cid, f"recording/{name}.wav", language))
+
+    async def transcribe_message(self, uid: str, rel_path: str, language: str) -> None:
+        """The message's words onto its call-back item; a failure is kept as the reason."""
+        if self._stt is None or self._spool is None:
+            return
+        try:
+            t = await self._stt.transcribe_file(self._spool / rel_path, language)
+        except SpeechError as exc:
+            await self.store.add_transcript(
+                uid,
+                kind="message",
+                audio_path=rel_path,
+                language=language,
+                engine=self._stt.name,
+                model=self._stt.model,
+                error=str(exc),
+            )
+            return
+        await self.store.add_transcript(
+            uid, kind="message", audio_path=rel_path, language=language, transcript=t
+        )
 
     async def _say(
         self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
@@ -294,9 +322,10 @@ class Switchboard:
             return
         if event == "UserEvent" and msg.get("UserEvent") == "IocRecorded":
             # The dialplan recorded a message itself (the app was down at overflow time).
-            await self.store.record(
-                msg.get("Uniqueid", ""), Fact.RECORDED, recording_path=msg.get("Path")
-            )
+            uid, path = msg.get("Uniqueid", ""), msg.get("Path", "")
+            await self.store.record(uid, Fact.RECORDED, recording_path=path)
+            if path:
+                self._spawn(self.transcribe_message(uid, path, "vi"))
             return
         observed = call_fact(msg)
         if observed is None:

@@ -15,15 +15,20 @@ import pytest
 
 from ioc_core.access.roles import SYSTEM
 from ioc_core.api import InProcessCoreApi
+from ioc_core.artifacts import ArtifactCache
+from ioc_core.config import Settings
 from ioc_core.runtime import Core
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
+from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu, parse_menu
-from telephony.ivr.prompts import ensure_prompts
+from telephony.ivr.prompts import ensure_prompts, speak
 from telephony.role import build_switchboard, caller_lookup_server
 from telephony.settings import SwitchboardSettings
 from telephony.softphone.agent_phone import AgentPhone
+from telephony.speech.models import ensure_whisper_base
+from telephony.speech.whisper import WhisperEngine
 from telephony.switchboard.app import Switchboard
 from telephony.switchboard.blocked import BlockedNumbers
 from tests.helpers import report, wait_until
@@ -59,6 +64,7 @@ class Hub:
     asterisk: AsteriskSettings
     pbx: AsteriskProcess
     folder: Path
+    model: Path
     task: asyncio.Task[Any] | None = None
 
     async def start_app(self, menu: Menu | None = None) -> None:
@@ -68,6 +74,8 @@ class Hub:
             asterisk=self.asterisk,
             api=InProcessCoreApi(core=self.core, principal=SYSTEM),
             menu=menu,
+            stt=WhisperEngine(model_dir=self.model, language="vi"),
+            spool=self.pbx.spool_dir,
         )
         self.task = asyncio.create_task(self.sb.run())
         await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
@@ -129,6 +137,7 @@ async def hub(core: Core, pbx: AsteriskProcess, tmp_path: Path) -> AsyncIterator
         asterisk=asterisk,
         pbx=pbx,
         folder=tmp_path,
+        model=ensure_whisper_base(ArtifactCache(Settings.from_env().cache_dir)),
     )
     await hub.start_app()
     try:
@@ -389,6 +398,30 @@ async def test_out_of_hours_the_caller_leaves_a_message_for_a_call_back(hub: Hub
     cb = await wait_until(item, 5, "a call-back item with the message")
     assert cb["reason"] == "voicemail" and cb["recording_path"] == call["recording_path"]
     assert not cb["automatic"]  # 1022: a person listens and calls back
+    # The message is transcribed, and the transcript kept with what made it.
+    (kept,) = await wait_until(lambda: hub.store.transcripts(call["id"]), 30, "a transcript")
+    assert kept["kind"] == "message" and kept["engine"] == "faster-whisper"
+    assert kept["audio_path"] == call["recording_path"] and kept["duration_s"] > 5
+
+
+async def test_a_spoken_message_reaches_the_call_back_item_as_text(hub: Hub) -> None:
+    """Transcription of a message on its own (the recorded file, the call and its item)."""
+    await hub.store.record("msg.1", Fact.ARRIVED, ani="0912000014", service="1022")
+    await hub.store.record("msg.1", Fact.IVR_STARTED)
+    path = "recording/ioc-msg/msg.1.wav"
+    (hub.pbx.spool_dir / "recording" / "ioc-msg").mkdir(parents=True, exist_ok=True)
+    speak(
+        "There is a fire in the market. Please send a fire truck.", "en", hub.pbx.spool_dir / path
+    )
+    await hub.store.record("msg.1", Fact.RECORDED, recording_path=path)
+    await hub.sb.transcribe_message("msg.1", path, "en")
+    (item,) = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000014"]
+    assert "fire" in (item["transcript"] or "").lower()
+    (kept,) = await hub.store.transcripts("msg.1")
+    assert kept["language"] == "en" and kept["segments"] and kept["error"] is None
+    await hub.sb.transcribe_message("msg.1", "recording/ioc-msg/none.wav", "en")
+    missing = (await hub.store.transcripts("msg.1"))[-1]
+    assert missing["text"] == "" and "no such file" in missing["error"]
 
 
 async def test_overflow_from_the_queue_records_a_message_instead_of_a_busy_tone(hub: Hub) -> None:
