@@ -19,7 +19,6 @@ from aiohttp import web
 
 from ioc_core.api import CoreApi
 from ioc_core.api.web import PRIMARY, core_of, system_api
-from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import ConfigError
 from telephony.agi.fastagi import FastAgiServer
 from telephony.agi.lookups import SCRIPT, make_caller_lookup
@@ -31,8 +30,7 @@ from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import FileEngine, SpeechError
-from telephony.speech.models import stt_model_dir
-from telephony.speech.whisper import WhisperEngine
+from telephony.speech.factory import configured_engine
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.app import IvrRunner, Switchboard
 from telephony.switchboard.blocked import BlockedNumbers
@@ -149,13 +147,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
 
 
 def _stt(cache_dir: Path) -> FileEngine | None:
-    """The speech engine for messages; without a model the switchboard runs without it."""
+    """The speech engine for messages; without one the switchboard runs without it."""
     try:
-        model = stt_model_dir(ArtifactCache(cache_dir))
+        return configured_engine(cache_dir)
     except SpeechError as exc:
         logger.warning("messages will not be transcribed: %s", exc)
         return None
-    return WhisperEngine(model_dir=model, language=os.environ.get("IOC_STT_LANGUAGE", "vi"))
 
 
 def caller_lookup_server(

@@ -31,6 +31,10 @@ VARIABLES: tuple[Variable, ...] = (
         "A CTranslate2 Whisper model folder (e.g. PhoWhisper); unset: the bundled Whisper base.",
     ),
     Variable("IOC_STT_LANGUAGE", "vi", "Language forced on speech recognition (vi or en)."),
+    Variable("IOC_STT_ENGINE", "whisper", "Speech engine: whisper (bundled) or external."),
+    Variable(
+        "IOC_STT_EXTERNAL_URL", "", "ws:// URL of an external engine (docs/speech-websocket.md)."
+    ),
     Variable("IOC_SERVICES_FILE", "dialplans/services.toml", "Hotline services and call-backs."),
     Variable(
         "IOC_CALLBACK_ATTEMPTS", "", "Automatic call-back attempts (overrides the file).", int

@@ -14,8 +14,8 @@ from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.ivr.prompts import PromptToolMissing, speak
 from telephony.speech.engine import SpeechError
+from telephony.speech.factory import configured_engine
 from telephony.speech.models import stt_model_dir
-from telephony.speech.whisper import WhisperEngine
 
 
 def _model_dir(settings: Settings) -> Path:
@@ -31,11 +31,11 @@ def setup_models(settings: Settings) -> dict[str, Any]:
 
 
 async def _transcribe(files: list[Path], language: str, settings: Settings) -> int:
-    engine = WhisperEngine(model_dir=_model_dir(settings), language=language)
+    engine = configured_engine(settings.cache_dir)
     failed = 0
     for path in files:
         try:
-            t = await engine.transcribe_file(path)
+            t = await engine.transcribe_file(path, language)
             out: dict[str, Any] = {
                 "file": str(path),
                 "text": t.text,

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from telephony.speech.audio import RATE, decode16k
 from telephony.speech.engine import Segment, SpeechError, Transcript
 
 
@@ -52,16 +53,9 @@ class WhisperEngine:
         return self._loaded
 
     def _run(self, path: Path, language: str) -> Transcript:
-        from faster_whisper.audio import decode_audio
-
         started = time.perf_counter()
-        if not path.is_file():
-            raise SpeechError(f"{path}: no such file")
-        try:
-            audio = decode_audio(str(path), sampling_rate=16000)
-        except Exception as exc:  # PyAV raises many kinds; say which file and why
-            raise SpeechError(f"{path.name}: not audio this engine can read ({exc})") from None
-        duration = len(audio) / 16000
+        audio = decode16k(path)
+        duration = len(audio) / RATE
         with self._lock:
             model = self._load()
             segments, _info = model.transcribe(

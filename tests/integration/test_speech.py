@@ -6,13 +6,20 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import wave
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import WSMsgType, web
 
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
+from telephony.ivr.prompts import speak
+from telephony.speech.engine import SpeechError
+from telephony.speech.factory import configured_engine
 from telephony.speech.models import WHISPER_BASE_SHA256, ensure_whisper_base
+from telephony.speech.whisper import WhisperEngine
 
 
 def _ioc(*args: str) -> subprocess.CompletedProcess[str]:
@@ -83,3 +90,62 @@ def test_text_to_speech_in_vietnamese_is_8k_phone_audio(tmp_path: Path) -> None:
     info = subprocess.run(["soxi", str(out)], capture_output=True, text=True, check=True).stdout
     assert "8000" in info and "1" in info.split("Channels")[1].splitlines()[0]
     assert out.stat().st_size > 16_000  # more than a second of speech
+
+
+async def test_an_external_engine_over_the_websocket_contract(model: Path, tmp_path: Path) -> None:
+    """A reference server speaking docs/speech-websocket.md (recognising with the bundled
+    Whisper engine): the hub's ExternalEngine gets the same words the local engine gets."""
+    local = WhisperEngine(model_dir=model, language="en")
+    seen: dict[str, Any] = {}
+
+    async def recognise(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        pcm = bytearray()
+        async for msg in ws:
+            if msg.type == WSMsgType.BINARY:
+                pcm += msg.data
+                seen["frames"] = seen.get("frames", 0) + 1
+                await ws.send_json({"type": "partial", "text": "..."})
+            elif msg.json()["type"] == "start":
+                seen["start"] = msg.json()
+            elif msg.json()["type"] == "stop":
+                break
+        with wave.open(str(tmp_path / "received.wav"), "wb") as out:
+            out.setnchannels(1)
+            out.setsampwidth(2)
+            out.setframerate(16000)
+            out.writeframes(bytes(pcm))
+        t = await local.transcribe_file(tmp_path / "received.wav", seen["start"]["language"])
+        await ws.send_json({"type": "final", "text": t.text, "model": "reference-" + t.model})
+        await ws.close()
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/stt", recognise)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        speak("There is a fire in the market. Please send a fire truck.", "en", tmp_path / "a.wav")
+        engine = configured_engine(
+            tmp_path,
+            {"IOC_STT_ENGINE": "external", "IOC_STT_EXTERNAL_URL": f"ws://127.0.0.1:{port}/stt"},
+        )
+        got = await engine.transcribe_file(tmp_path / "a.wav", "en")
+        assert got.engine == "external" and got.model.startswith("reference-")
+        assert "fire" in got.text.lower() and 3 < got.duration_s < 8
+        assert seen["start"]["sample_rate"] == 16000 and seen["frames"] > 100  # 20 ms frames
+        with pytest.raises(SpeechError, match="no such file"):
+            await engine.transcribe_file(tmp_path / "missing.wav")
+    finally:
+        await runner.cleanup()
+    gone = configured_engine(
+        tmp_path, {"IOC_STT_ENGINE": "external", "IOC_STT_EXTERNAL_URL": f"ws://127.0.0.1:{port}/"}
+    )
+    with pytest.raises(SpeechError, match=r"127\.0\.0\.1"):
+        await gone.transcribe_file(tmp_path / "a.wav")  # the server is down: a clear error
+    with pytest.raises(SpeechError, match="IOC_STT_ENGINE"):
+        configured_engine(tmp_path, {"IOC_STT_ENGINE": "cloud"})
