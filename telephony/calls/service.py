@@ -21,6 +21,7 @@ from ioc_core import events as ev
 from ioc_core.bus import Event
 from ioc_core.db import transaction, utcnow
 from ioc_core.outbox import add_events, stage_events
+from nlu.keywords import emergency_service
 from telephony.agi.lookups import normalise_msisdn
 from telephony.calls.lifecycle import (
     AgentState,
@@ -660,10 +661,31 @@ class CallStore:
         async with transaction(self._sessions) as s:
             s.add(row)
             call_id = await s.scalar(select(Call.id).where(Call.uid == uid))
+            urgent = emergency_service(t.text) if t is not None else None
             if t is not None and kind == "message" and call_id is not None:
                 await s.execute(
                     update(Callback).where(Callback.call_id == call_id).values(transcript=t.text)
                 )
+                if urgent:
+                    # Emergency words in a message left on 1022 (a fire, someone unconscious):
+                    # the item jumps the queue and the switchboard calls back by itself.
+                    now = self._clock()
+                    await s.execute(
+                        update(Callback)
+                        .where(
+                            Callback.call_id == call_id,
+                            Callback.status == CallbackStatus.PENDING,
+                        )
+                        .values(
+                            reason="emergency",
+                            priority=10,
+                            automatic=True,
+                            max_attempts=Callback.attempts
+                            + max(1, self._settings.callback.attempts),
+                            next_attempt_at=now,
+                            updated_at=now,
+                        )
+                    )
             if t is not None:
                 payload = {
                     "call_id": uid,
@@ -687,6 +709,7 @@ class CallStore:
                 "duration_s": row.duration_s,
                 "elapsed_s": row.elapsed_s,
                 "error": row.error,
+                "emergency": urgent,
             }
         self._committed()
         return view

@@ -288,9 +288,14 @@ class Switchboard:
                 error=str(exc),
             )
             return
-        await self.store.add_transcript(
+        kept = await self.store.add_transcript(
             uid, kind="message", audio_path=rel_path, language=language, transcript=t
         )
+        if kept["emergency"]:
+            logger.warning(
+                "emergency words (%s) in message %s: calling back", kept["emergency"], uid
+            )
+            self.wake_callbacks()
 
     async def _say(
         self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]

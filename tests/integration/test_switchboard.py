@@ -417,6 +417,8 @@ async def test_a_spoken_message_reaches_the_call_back_item_as_text(hub: Hub) -> 
     await hub.sb.transcribe_message("msg.1", path, "en")
     (item,) = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000014"]
     assert "fire" in (item["transcript"] or "").lower()
+    # A fire reported on 1022: the item jumps the queue and is called back automatically.
+    assert item["reason"] == "emergency" and item["priority"] == 10 and item["automatic"]
     (kept,) = await hub.store.transcripts("msg.1")
     assert kept["language"] == "en" and kept["segments"] and kept["error"] is None
     await hub.sb.transcribe_message("msg.1", "recording/ioc-msg/none.wav", "en")

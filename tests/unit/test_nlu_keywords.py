@@ -1,0 +1,55 @@
+"""The keyword safety net: emergencies found with or without diacritics; categories suggested."""
+
+from __future__ import annotations
+
+import pytest
+
+from nlu.keywords import emergency_service, fold, suggest_category
+
+
+@pytest.mark.parametrize(
+    ("text", "service"),
+    [
+        ("Cháy nhà ở đường Trần Hưng Đạo!", "114"),
+        ("chay nha o duong tran hung dao", "114"),  # typed without diacritics
+        ("CÓ KHÓI BỐC LÊN TỪ KHO", "114"),
+        ("Có người bất tỉnh, cần xe cấp cứu", "115"),
+        ("co nguoi bat tinh", "115"),
+        ("Bị cướp giật điện thoại", "113"),
+        ("There is a fire in the market", "114"),
+        ("Someone is unconscious, send an ambulance", "115"),
+        ("cháy và có người bị thương", "114"),  # several: fire first
+        ("Đèn đường hỏng ở phường Đồng Xoài", None),
+        ("chạy bộ buổi sáng", None),  # with diacritics, "chạy" (run) is not "cháy" (fire)
+        ("", None),
+    ],
+)
+def test_emergency_pre_check(text: str, service: str | None) -> None:
+    assert emergency_service(text) == service
+
+
+def test_folding() -> None:
+    assert fold("Đồng Xoài, BÌNH PHƯỚC!") == " dong xoai binh phuoc "
+    assert fold("Đồng Xoài!", keep_marks=True) == " đồng xoài "
+    # Without diacritics "chay" could be either: the safety net errs towards the emergency.
+    assert emergency_service("chay bo buoi sang") == "114"
+
+
+KEYWORDS = {
+    "moi_truong.rac_thai": ["rác", "rác thải", "đổ trộm"],
+    "ha_tang.chieu_sang": ["đèn đường", "chiếu sáng"],
+    "giao_thong.tai_nan": ["tai nạn", "va chạm"],
+}
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("Rác thải đổ trộm đầu hẻm 12", "moi_truong.rac_thai"),
+        ("den duong hong tu toi qua", "ha_tang.chieu_sang"),
+        ("Va chạm xe máy ở ngã tư", "giao_thong.tai_nan"),
+        ("Xin hỏi thủ tục cấp giấy phép", None),
+    ],
+)
+def test_category_suggestion(text: str, code: str | None) -> None:
+    assert suggest_category(text, KEYWORDS) == code
