@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import subprocess
 from pathlib import Path
 
 SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
@@ -85,6 +86,31 @@ def caller_scenario(ani: str, hold_ms: int, *, speak: bool = False, speak_after_
   <label id="end"/>
 </scenario>
 """
+
+
+def run_sipp(
+    sip_port: int,
+    *args: str,
+    source: str = "127.0.0.1",
+    timeout_s: int = 20,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """One SIPp call, in the foreground, from `source` (127.0.0.1 is the default trunk IP;
+    another loopback address plays "the internet")."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((source, 0))
+        port = s.getsockname()[1]
+    return subprocess.run(
+        [
+            *("sipp", f"127.0.0.1:{sip_port}", "-i", source, "-p", str(port), "-m", "1"),
+            *("-timeout", f"{timeout_s}s", "-timeout_error", "-nostdin", *args),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s + 40,
+        check=False,
+        cwd=cwd,
+    )
 
 
 def free_udp_port() -> int:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ from telephony.asterisk.chroot import PACKAGES
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
+from tests.integration.sipcall import run_sipp
 
 pytestmark = pytest.mark.asterisk
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,31 +72,7 @@ def switchboard(
 
 def _sipp(*args: str) -> subprocess.CompletedProcess[str]:
     """One call from the carrier's address (127.0.0.1 is the default trunk IP)."""
-    sip_port = AsteriskSettings.from_env(Path(tempfile.mkdtemp())).sip_port
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return subprocess.run(
-        [
-            "sipp",
-            f"127.0.0.1:{sip_port}",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            str(port),
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-nostdin",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return run_sipp(AsteriskSettings.from_env(Path(tempfile.mkdtemp())).sip_port, *args)
 
 
 async def test_an_emergency_call_reaches_its_queue_even_with_the_app_down(

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -28,7 +27,7 @@ from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import ensure_prompts
 from telephony.ivr.session import IvrResult, channel_of, run_ivr
 from tests.helpers import wait_until
-from tests.integration.sipcall import dtmf_pcaps
+from tests.integration.sipcall import dtmf_pcaps, run_sipp
 
 pytestmark = pytest.mark.asterisk
 SIPP = Path(__file__).parent / "sipp"
@@ -114,21 +113,8 @@ def _sipp(
     switchboard: AsteriskProcess, *args: str, cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
     """One call to 1022 from the carrier's address (127.0.0.1 is the default trunk IP)."""
-    settings = AsteriskSettings.from_env(switchboard.state_dir)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return subprocess.run(
-        [
-            *("sipp", f"127.0.0.1:{settings.sip_port}", "-i", "127.0.0.1", "-p", str(port)),
-            *("-s", "1022", "-m", "1", "-timeout", "40s", "-timeout_error", "-nostdin", *args),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=cwd,
-    )
+    sip_port = AsteriskSettings.from_env(switchboard.state_dir).sip_port
+    return run_sipp(sip_port, "-s", "1022", *args, timeout_s=40, cwd=cwd)
 
 
 # ERROR/WARNING lines about playing sounds. Other parts of the dialplan log their own (e.g. the

@@ -25,7 +25,6 @@ import hashlib
 import random
 import re
 import socket
-import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -39,7 +38,7 @@ from ioc_core.artifacts import mounts_under
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
-from tests.integration.sipcall import Caller
+from tests.integration.sipcall import Caller, run_sipp
 
 pytestmark = pytest.mark.asterisk
 SIPP = Path(__file__).parent / "sipp"
@@ -207,31 +206,7 @@ def shape(response: Response | None) -> tuple[int, str, frozenset[str], frozense
 
 def sipp(settings: AsteriskSettings, folder: Path, *args: str, source: str = TRUNK) -> str:
     """One SIPp call from `source`; returns its output, failing the test when SIPp failed."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind((source, 0))
-        port = s.getsockname()[1]
-    done = subprocess.run(
-        [
-            "sipp",
-            f"127.0.0.1:{settings.sip_port}",
-            "-i",
-            source,
-            "-p",
-            str(port),
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-            "-nostdin",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=folder,
-    )
+    done = run_sipp(settings.sip_port, *args, source=source, cwd=folder)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     return done.stdout
 
