@@ -36,7 +36,7 @@ from bench import http_load, pgdb, raw, server
 from bench.guard import cancellable_by_sigterm
 from bench.payload import CATEGORY
 from bench.service import run_service
-from bench.stats import Result
+from bench.stats import Result, finite
 from ioc_core.config import Settings
 from ioc_core.runtime import prepare_database
 
@@ -450,17 +450,6 @@ def render(run: Run) -> str:
     return "\n".join(out)
 
 
-def _finite(value: Any) -> Any:
-    """JSON has no NaN: missing figures become null."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(run: Run, path: Path) -> None:
     data = {
         "meta": run.meta,
@@ -468,7 +457,7 @@ def write_json(run: Run, path: Path) -> None:
         "targets": {"rate": TARGET_RATE, "p99_ms": TARGET_P99_MS, "verdicts": verdicts(run)},
         "notes": run.notes,
     }
-    path.write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n")
+    path.write_text(json.dumps(finite(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------- entry point

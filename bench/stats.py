@@ -72,3 +72,14 @@ class Result:
         out = asdict(self)
         out["reports_per_s"] = round(self.rate, 1)
         return out
+
+
+def finite(value: Any) -> Any:
+    """JSON has no NaN: missing figures become null (recursively)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    return value

@@ -91,7 +91,7 @@ from typing import Any
 from bench import pgdb, sipp
 from bench.guard import cancellable_by_sigterm
 from bench.server import server_env
-from bench.stats import percentile
+from bench.stats import finite, percentile
 from ioc_core.artifacts import ArtifactCache, mounts_under
 from ioc_core.config import Settings
 from ioc_core.runtime import prepare_database
@@ -1114,16 +1114,6 @@ def log_kinds(lines: Sequence[str], limit: int = 3) -> str:
     return "; ".join(f"{n} x {text!r}" for text, n in top)
 
 
-def _finite(value: Any) -> Any:
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
 def write_json(run: Run, path: Path) -> None:
     data = {
         "meta": run.meta,
@@ -1138,7 +1128,7 @@ def write_json(run: Run, path: Path) -> None:
         },
         "notes": run.notes,
     }
-    path.write_text(json.dumps(_finite(data), indent=2, default=str, allow_nan=False) + "\n")
+    path.write_text(json.dumps(finite(data), indent=2, default=str, allow_nan=False) + "\n")
 
 
 # ---------------------------------------------------------------- entry point

@@ -9,7 +9,6 @@ from ioc_core.i18n import Translator
 
 _texts = Translator(Path(__file__).parent / "locales")
 t = _texts.t
-both = _texts.both
 
 
 def said(key: str, **params: object) -> str:

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from ioc_core.access.roles import STAFF
 from ioc_core.api.client import InProcessCoreApi
 from ioc_core.errors import Forbidden, Unauthorized
 from ioc_core.runtime import Core
@@ -24,14 +23,10 @@ class Caller:
     is_staff: bool
 
 
-async def caller(request: web.Request) -> Caller:
-    p = await principal_of(request)
-    return Caller(role=p.role.value, name=p.name, is_staff=p.is_staff)
-
-
 async def require_staff(request: web.Request) -> Caller:
     """Call-takers, supervisors, leaders and admins; others get 401/403 with the reason."""
-    who = await caller(request)
+    p = await principal_of(request)
+    who = Caller(role=p.role.value, name=p.name, is_staff=p.is_staff)
     if who.role == "public":
         raise Unauthorized("this needs a staff token", error_id="token-required")
     if not who.is_staff:
@@ -51,4 +46,4 @@ def system_api(app: web.Application, *, name: str) -> InProcessCoreApi:
     return InProcessCoreApi(core=app[CORE], principal=Principal(role=Role.SERVICE, name=name))
 
 
-__all__ = ["PRIMARY", "STAFF", "Caller", "caller", "core_of", "require_staff", "system_api"]
+__all__ = ["PRIMARY", "Caller", "core_of", "require_staff", "system_api"]

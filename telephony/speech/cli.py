@@ -18,13 +18,12 @@ from telephony.speech.factory import configured_engine
 from telephony.speech.models import stt_model_dir
 
 
-def _model_dir(settings: Settings) -> Path:
-    return stt_model_dir(ArtifactCache(settings.cache_dir))
-
-
 def setup_models(settings: Settings) -> dict[str, Any]:
     try:
-        return {"status": "ready", "stt_model": str(_model_dir(settings))}
+        return {
+            "status": "ready",
+            "stt_model": str(stt_model_dir(ArtifactCache(settings.cache_dir))),
+        }
     except SpeechError as exc:
         print(f"ioc setup models: {exc}", file=sys.stderr)
         return {"status": "unavailable", "reason": str(exc)}
