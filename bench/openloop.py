@@ -55,6 +55,19 @@ async def _send(
         tally.ok += 1
 
 
+async def _preconnect(http: aiohttp.ClientSession, url: str, n: int) -> None:
+    """Open `n` keep-alive connections before the clock starts, as wrk does: otherwise the
+    first second measures the generator opening hundreds of connections at once (and the
+    server accepting them), not the server's steady state."""
+    health = url.split("/api/", 1)[0] + "/health"
+
+    async def one() -> None:
+        async with http.get(health) as r:
+            await r.read()
+
+    await asyncio.gather(*(one() for _ in range(n)))
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     total = int(args.rate * args.duration)
@@ -67,6 +80,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     tally, tasks = Tally(), set()
     async with aiohttp.ClientSession(connector=connector, timeout=timeout, headers=headers) as http:
+        await _preconnect(http, args.url, args.preconnect)
         start = time.perf_counter() + 0.05
         for i, body in enumerate(bodies):
             due = start + i / args.rate
@@ -101,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=256, help="keep-alive connections, max")
     p.add_argument(
         "--timeout", type=float, default=5.0, help="seconds per request, queueing included"
+    )
+    p.add_argument(
+        "--preconnect", type=int, default=64, help="connections opened before the clock starts"
     )
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args(argv)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import multiprocessing
@@ -52,6 +53,11 @@ async def _serve(settings: Settings, *, reuse_port: bool, announce: bool) -> Non
         runner, settings.http_host, settings.http_port, reuse_port=reuse_port, backlog=1024
     )
     await site.start()
+    # What start-up built (catalogue, area tree, mappers, compiled statements) lives as long as
+    # the process: frozen, the collector stops re-scanning it in every full collection, which
+    # otherwise paused each worker for ~100 ms at a time under load (measured, 150k objects).
+    gc.collect()
+    gc.freeze()
     if announce:
         _announce(settings)
     stop = asyncio.Event()
