@@ -38,6 +38,14 @@ class CoreApi(Protocol):
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]: ...
 
+    async def add_note(self, ref: str, body: str) -> dict[str, Any]:
+        """An internal note (staff only, never shown to the public)."""
+        ...
+
+    async def category_keywords(self) -> dict[str, list[str]]:
+        """Keywords (vi/en) of every leaf category, by code: for suggesting a category."""
+        ...
+
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         """Open incidents reported from `phone`: {"open": n, "latest": code or None}."""
         ...
@@ -49,6 +57,20 @@ class CoreApi(Protocol):
 
 
 OPEN_PHASES = ("open", "active")
+
+
+def leaf_keywords(categories: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
+    """{code: keywords} of the categories nobody names as parent (a suggestion should be as
+    specific as the catalogue allows). Keywords come comma-separated or as a list."""
+    parents = {c.get("parent") for c in categories}
+    out: dict[str, list[str]] = {}
+    for c in categories:
+        raw = c.get("keywords") or []
+        words = raw.split(",") if isinstance(raw, str) else list(raw)
+        words = [w.strip() for w in words if w.strip()]
+        if c["code"] not in parents and words:
+            out[c["code"]] = words
+    return out
 
 
 class InProcessCoreApi:
@@ -94,9 +116,15 @@ class InProcessCoreApi:
         return await self.get_incident(inc.id)
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
+        return await self._entry(ref, body, "reply")
+
+    async def add_note(self, ref: str, body: str) -> dict[str, Any]:
+        return await self._entry(ref, body, "note")
+
+    async def _entry(self, ref: str, body: str, kind: str) -> dict[str, Any]:
         entry = await self._call(
             service.add_entry(
-                self._core, ref, EntryIn(body=body), kind="reply", principal=self._principal
+                self._core, ref, EntryIn(body=body), kind=kind, principal=self._principal
             )
         )
         return {
@@ -105,6 +133,12 @@ class InProcessCoreApi:
             "body": entry.body,
             "created_at": entry.created_at.isoformat(),
         }
+
+    async def category_keywords(self) -> dict[str, list[str]]:
+        cats = await self._core.catalogue.categories()
+        return leaf_keywords(
+            [{"code": c.code, "parent": c.parent_code, "keywords": c.keywords} for c in cats]
+        )
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         f = service.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
@@ -179,6 +213,13 @@ class HttpCoreApi:
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
         return await self._request("POST", f"/incidents/{ref}/replies", json={"body": body})
+
+    async def add_note(self, ref: str, body: str) -> dict[str, Any]:
+        return await self._request("POST", f"/incidents/{ref}/notes", json={"body": body})
+
+    async def category_keywords(self) -> dict[str, list[str]]:
+        data = await self._request("GET", "/categories")
+        return leaf_keywords(data.get("items", []))
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         query = [("reporter_phone", phone), ("limit", "1"), ("total", "true")]

@@ -80,6 +80,7 @@ def _category(c: CategoryInfo) -> dict[str, Any]:
         "track_label": both(f"track.{c.track}"),
         "deadline_days": c.deadline_days,
         "priority": c.priority,
+        "keywords": [w.strip() for w in c.keywords.split(",") if w.strip()],
     }
 
 

@@ -8,6 +8,8 @@ Phases:
 - prompting: the node's prompts are playing; a key stops them (barge-in) and counts;
 - listening: the prompts have ended; a key counts, a timeout re-offers the menu or gives up;
 - announcing: an announcement ("connecting", "closed", "goodbye") plays in full, keys ignored;
+- recording: a node with `record_s` ("say what happened after the tone") records the caller
+  once its prompts end (a key skips the prompts); when the recording ends, its `then` applies;
 - done: Finish was emitted; everything later is ignored.
 Events that do not fit the phase (a late timer, a stale PromptDone) are ignored, so a race in
 the driver can never move the caller twice.
@@ -21,7 +23,7 @@ from typing import Literal
 
 from telephony.ivr.menus import Menu, Node, Outcome, Target
 
-Phase = Literal["prompting", "listening", "announcing", "done"]
+Phase = Literal["prompting", "listening", "announcing", "recording", "done"]
 Choice = tuple[str, str]  # (node, digit)
 
 
@@ -43,7 +45,14 @@ class PromptDone:
     """The prompt last played has finished (or failed: the menu goes on without it)."""
 
 
-Event = Digit | Timeout | PromptDone
+@dataclass(frozen=True)
+class Recorded:
+    """The recording asked for by Record has ended (finished, cut short or failed)."""
+
+    saved: bool = True
+
+
+Event = Digit | Timeout | PromptDone | Recorded
 
 
 # ---------------------------------------------------------------------------------- actions
@@ -66,13 +75,22 @@ class StopPrompt:
 
 
 @dataclass(frozen=True)
+class Record:
+    """Record the caller after a beep, for at most `max_s` (the driver stops on silence or #)."""
+
+    max_s: float
+    language: str
+
+
+@dataclass(frozen=True)
 class Finish:
     outcome: Outcome
     language: str
     choices: tuple[Choice, ...]
+    described: bool = False  # the caller's own words were recorded (a Record that saved)
 
 
-Action = Play | Listen | StopPrompt | Finish
+Action = Play | Listen | StopPrompt | Record | Finish
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -85,6 +103,7 @@ class State:
     choices: tuple[Choice, ...] = ()
     queued: tuple[Play, ...] = ()  # prompts still to play after the current one
     pending: Target | None = None  # where to go once the announcement has played
+    described: bool = False
 
 
 Step = tuple[State, list[Action]]
@@ -99,7 +118,14 @@ def start(menu: Menu, now: datetime) -> Step:
 def step(menu: Menu, state: State, event: Event) -> Step:
     if isinstance(event, PromptDone):
         return _prompt_done(menu, state)
+    if isinstance(event, Recorded):
+        if state.phase != "recording":
+            return state, []
+        node = menu.nodes[state.node]
+        return _go(menu, replace(state, described=state.described or event.saved), node.then)
     if isinstance(event, Digit):
+        if state.phase == "prompting" and menu.nodes[state.node].record_s:
+            return _record(menu, state, [StopPrompt()])  # skip the instructions
         if state.phase == "prompting":
             state, actions = _digit(menu, state, event.digit)
             return state, [StopPrompt(), *actions]
@@ -129,7 +155,16 @@ def _prompt_done(menu: Menu, state: State) -> Step:
         assert state.pending is not None  # announcing always has somewhere to go
         return _go(menu, replace(state, pending=None), state.pending)
     node = menu.nodes[state.node]
+    if node.record_s:
+        return _record(menu, state, [])
     return replace(state, phase="listening"), [Listen(node.timeout_s)]
+
+
+def _record(menu: Menu, state: State, before: list[Action]) -> Step:
+    node = menu.nodes[state.node]
+    assert node.record_s is not None
+    recording = replace(state, phase="recording", queued=())
+    return recording, [*before, Record(node.record_s, state.language)]
 
 
 def _digit(menu: Menu, state: State, digit: str) -> Step:
@@ -163,7 +198,7 @@ def _go(menu: Menu, state: State, target: Target) -> Step:
         then = replace(target, say=None, language=None)
         return _play(state, "announcing", [Play(target.say, state.language)], then)
     if target.outcome is not None:
-        finish = Finish(target.outcome, state.language, state.choices)
+        finish = Finish(target.outcome, state.language, state.choices, state.described)
         return replace(state, phase="done", queued=(), pending=None), [finish]
     assert target.node is not None  # menus.py guarantees exactly one of node/outcome
     node = menu.nodes[target.node]

@@ -37,10 +37,13 @@ _NODE_KEYS = {
     "on_timeout",
     "on_invalid",
     "during_hours",
+    "record_s",
+    "then",
 }
 _TARGET_KEYS = {"next", "outcome", "language", "say"}
 MAX_TIMEOUT_S = 60.0
 MAX_RETRIES = 5
+MAX_RECORD_S = 60.0
 
 
 class MenuError(IocError):
@@ -74,6 +77,11 @@ class Node:
     on_timeout: Target = QUEUE
     on_invalid: Target = QUEUE
     during_hours: bool = False
+    record_s: float | None = None  # record the caller for at most this long after the prompts
+    then: Target = QUEUE  # where a recording node leads once the recording has ended
+
+    def targets(self) -> tuple[Target, ...]:
+        return (*self.choices.values(), self.on_timeout, self.on_invalid, self.then)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,7 +122,7 @@ class Menu:
         names = {p for p in (self.closed_prompt, self.invalid_prompt, self.no_input_prompt) if p}
         for node in self.nodes.values():
             names.update(node.prompts)
-            for target in (*node.choices.values(), node.on_timeout, node.on_invalid):
+            for target in node.targets():
                 if target.say:
                     names.add(target.say)
         return names
@@ -272,6 +280,18 @@ class _Parser:
                     f"{where} choices", f"{digit!r} is not a DTMF key (one of 0-9, *, #)"
                 )
             choices[digit] = self.target(target, f"{where} choice {digit!r}")
+        record_s = table.get("record_s")
+        if record_s is not None:
+            if isinstance(record_s, bool) or not isinstance(record_s, int | float):
+                raise self.fail(f"{where} record_s", "must be a number of seconds")
+            if not 0 < record_s <= MAX_RECORD_S:
+                raise self.fail(
+                    f"{where} record_s", f"must be above 0 and at most {MAX_RECORD_S:g}"
+                )
+            if choices:
+                raise self.fail(where, "a recording node takes no choices (# ends the recording)")
+        elif "then" in table:
+            raise self.fail(f"{where} then", "only a recording node (record_s) has then")
         return Node(
             name=name,
             prompts=tuple(self.prompt(p, f"{where} prompt") for p in prompt_list),
@@ -282,6 +302,8 @@ class _Parser:
             on_timeout=self.target(table.get("on_timeout"), f"{where} on_timeout"),
             on_invalid=self.target(table.get("on_invalid"), f"{where} on_invalid"),
             during_hours=self.flag(table.get("during_hours", False), f"{where} during_hours"),
+            record_s=None if record_s is None else float(record_s),
+            then=self.target(table.get("then"), f"{where} then"),
         )
 
     def target(self, raw: Any, where: str) -> Target:
@@ -303,6 +325,7 @@ class _Parser:
     def check_links(self, node: Node, nodes: Mapping[str, Node]) -> None:
         links = [(f"choice {d!r}", t) for d, t in node.choices.items()]
         links += [("on_timeout", node.on_timeout), ("on_invalid", node.on_invalid)]
+        links += [("then", node.then)]
         for label, target in links:
             if target.node is not None and target.node not in nodes:
                 raise self.fail(f"node {node.name!r} {label}", f"unknown node {target.node!r}")
@@ -311,7 +334,7 @@ class _Parser:
         seen, todo = {start}, [start]
         while todo:
             node = nodes[todo.pop()]
-            for target in (*node.choices.values(), node.on_timeout, node.on_invalid):
+            for target in node.targets():
                 if target.node is not None and target.node not in seen:
                     seen.add(target.node)
                     todo.append(target.node)

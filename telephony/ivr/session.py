@@ -28,7 +28,13 @@ from telephony.ivr.prompts import media_uri
 logger = logging.getLogger(__name__)
 
 HANGUP_EVENTS = frozenset({"StasisEnd", "ChannelHangupRequest", "ChannelDestroyed"})
-ROUTED_EVENTS = frozenset({"ChannelDtmfReceived", "PlaybackFinished", *HANGUP_EVENTS})
+RECORDING_EVENTS = frozenset({"RecordingFinished", "RecordingFailed"})
+ROUTED_EVENTS = frozenset(
+    {"ChannelDtmfReceived", "PlaybackFinished", *RECORDING_EVENTS, *HANGUP_EVENTS}
+)
+# Recordings of callers' descriptions: Asterisk's spool/recording/<DESCRIPTIONS>/<call>.wav.
+DESCRIPTIONS = "ioc-describe"
+SILENCE_ENDS_S = 3  # a pause this long ends a description (the caller has finished)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +44,8 @@ class IvrResult:
     choices: tuple[engine.Choice, ...]  # (node, digit) in the order the caller pressed them
     hung_up: bool = False  # the caller left during the menu (outcome is then "hangup")
     last_node: str = ""  # where the caller was when the menu ended (abandonment statistics)
+    # The caller's own description (a recording node), relative to Asterisk's spool.
+    description_path: str | None = None
 
 
 def channel_of(event: Mapping[str, Any]) -> str | None:
@@ -78,6 +86,7 @@ class _Session:
         self.guard_s = guard_s
         self.loop = asyncio.get_running_loop()
         self.playback: str | None = None  # the playback whose PlaybackFinished we await
+        self.recording: str | None = None  # the recording whose end we await
         self.listen_until: float | None = None
         self.state: engine.State | None = None  # the engine's latest, for an early end
 
@@ -109,6 +118,21 @@ class _Session:
             await self.stop_playback()
         elif isinstance(action, engine.Listen):
             self.listen_until = self.loop.time() + action.timeout_s
+        elif isinstance(action, engine.Record):
+            self.recording = f"{DESCRIPTIONS}/{self.channel_id}"
+            await self.ari.request(
+                "POST",
+                f"/channels/{self.channel_id}/record",
+                name=self.recording,
+                format="wav",
+                maxDurationSeconds=int(action.max_s),
+                maxSilenceSeconds=SILENCE_ENDS_S,
+                beep="true",
+                terminateOn="#",
+                ifExists="overwrite",
+            )
+            # A recording makes no PlaybackFinished: the guard must wait out its whole length.
+            self.listen_until = None
 
     def ended(self, outcome: Outcome, *, hung_up: bool) -> IvrResult:
         """The result when the menu could not finish by itself."""
@@ -163,6 +187,13 @@ class _Session:
             raise _Hangup(str(kind))
         if kind == "ChannelDtmfReceived":
             return engine.Digit(str(raw.get("digit", "")))
+        if kind in RECORDING_EVENTS:
+            if raw.get("recording", {}).get("name") != self.recording:
+                return None
+            if kind == "RecordingFailed":
+                logger.warning("description recording failed on %s", self.channel_id)
+                self.recording = None
+            return engine.Recorded(saved=kind == "RecordingFinished")
         playback = raw.get("playback", {})
         if playback.get("id") != self.playback:
             return None  # a stopped (barged-in) playback reporting its end
@@ -204,4 +235,7 @@ async def run_ivr(
         language=finish.language,
         choices=finish.choices,
         last_node=session.state.node if session.state else menu.start,
+        description_path=f"recording/{session.recording}.wav"
+        if finish.described and session.recording
+        else None,
     )

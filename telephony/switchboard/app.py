@@ -15,12 +15,14 @@ import contextlib
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from ioc_core.api import CoreApi
 from ioc_core.db import utcnow
+from nlu.keywords import suggest_category
 from telephony import dialplan_vars as dv
 from telephony.ami.client import AmiClient
 from telephony.ari.client import AriClient, AriError, ChannelGone
@@ -52,6 +54,9 @@ CHANNEL_EVENTS = frozenset(
 )
 # Where messages left after the tone go (Asterisk's spool/recording/<MESSAGES>/<call>.wav).
 MESSAGES = "ioc-msg"
+# How long a draft waits for the transcript of the caller's description (SW-6) before it is
+# opened without it; a later transcript becomes a note on the draft.
+DESCRIPTION_WAIT_S = 5.0
 # Q.850 causes of an unanswered call-back, as the attempt's outcome.
 _NOT_ANSWERED = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 
@@ -97,6 +102,9 @@ class Switchboard:
         self._originated: dict[str, int] = {}  # call-back channel id -> call-back id
         self._tasks: set[asyncio.Task[Any]] = set()
         self._wake = asyncio.Event()
+        # Call id -> the transcription of the caller's description, until a draft takes it.
+        self._descriptions: dict[str, asyncio.Task[Description | None]] = {}
+        self._keywords: dict[str, list[str]] | None = None  # the catalogue's, fetched once
 
     # ------------------------------------------------------------------ running
 
@@ -109,10 +117,11 @@ class Switchboard:
             self._callback_loop(),
         )
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._done)
+        return task
 
     def _done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
@@ -213,6 +222,11 @@ class Switchboard:
         choices = [list(c) for c in outcome.choices]
         await self.store.record(cid, Fact.IVR_DONE, language=outcome.language, ivr_choices=choices)
         await self._set_vars(cid, {dv.LANGUAGE: outcome.language})
+        if outcome.description_path:
+            # Transcribed while the caller waits in the queue; the draft picks it up.
+            self._descriptions[cid] = self._spawn(
+                self._describe(cid, outcome.description_path, outcome.language)
+            )
         if outcome.outcome == "record":
             await self._record_message(cid, outcome.language)
         elif outcome.outcome == "hangup":
@@ -271,31 +285,74 @@ class Switchboard:
             await self.ari.request("DELETE", f"/channels/{cid}")
         self._spawn(self.transcribe_message(cid, f"recording/{name}.wav", language))
 
-    async def transcribe_message(self, uid: str, rel_path: str, language: str) -> None:
-        """The message's words onto its call-back item; a failure is kept as the reason."""
+    async def _transcribe(
+        self, uid: str, kind: str, rel_path: str, language: str
+    ) -> dict[str, Any] | None:
+        """Transcribe a recording and keep the transcript, or the reason there is none."""
         if self._stt is None or self._spool is None:
-            return
+            return None
         try:
             t = await self._stt.transcribe_file(self._spool / rel_path, language)
         except SpeechError as exc:
             await self.store.add_transcript(
                 uid,
-                kind="message",
+                kind=kind,
                 audio_path=rel_path,
                 language=language,
                 engine=self._stt.name,
                 model=self._stt.model,
                 error=str(exc),
             )
-            return
-        kept = await self.store.add_transcript(
-            uid, kind="message", audio_path=rel_path, language=language, transcript=t
+            return None
+        return await self.store.add_transcript(
+            uid, kind=kind, audio_path=rel_path, language=language, transcript=t
         )
-        if kept["emergency"]:
+
+    async def transcribe_message(self, uid: str, rel_path: str, language: str) -> None:
+        """The message's words onto its call-back item; a failure is kept as the reason."""
+        kept = await self._transcribe(uid, "message", rel_path, language)
+        if kept is not None and kept["emergency"]:
             logger.warning(
                 "emergency words (%s) in message %s: calling back", kept["emergency"], uid
             )
             self.wake_callbacks()
+
+    async def _describe(self, uid: str, rel_path: str, language: str) -> Description | None:
+        """The caller's description (1022 "say what happened"): its words, the emergency
+        number they point to, and the catalogue category they suggest. Never raises: the call
+        goes on without it."""
+        try:
+            kept = await self._transcribe(uid, "ivr", rel_path, language)
+            if kept is None or not kept["text"].strip():
+                return None
+            if self._keywords is None:
+                self._keywords = await self._api.category_keywords()
+            return Description(
+                text=kept["text"].strip(),
+                emergency=kept["emergency"],
+                category=suggest_category(kept["text"], self._keywords),
+            )
+        except Exception:
+            logger.exception("could not transcribe the description on %s", uid)
+            return None
+
+    async def _description(self, uid: str) -> tuple[Description | None, asyncio.Task[Any] | None]:
+        """The caller's description if it is ready within DESCRIPTION_WAIT_S; else the task
+        that will have it."""
+        task = self._descriptions.pop(uid, None)
+        if task is None:
+            return None, None
+        done, _ = await asyncio.wait({task}, timeout=DESCRIPTION_WAIT_S)
+        if done:
+            return (None if task.cancelled() else task.result()), None
+        return None, task
+
+    async def _late_description(
+        self, staff: CoreApi, code: str, task: asyncio.Task[Description | None]
+    ) -> None:
+        desc = await task
+        if desc is not None:
+            await staff.add_note(code, "\n".join(_description_lines(desc)))
 
     async def _say(
         self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
@@ -381,10 +438,13 @@ class Switchboard:
             lines.append(
                 t("draft.ivr", choices=", ".join(f"{n}={d}" for n, d in call["ivr_choices"]))
             )
+        desc, pending = await self._description(call["id"])
+        if desc is not None:
+            lines += _description_lines(desc)
         report: dict[str, Any] = {
-            "category": service.category,
+            "category": desc.category if desc and desc.category else service.category,
             "channel": "phone",
-            "priority": service.priority,
+            "priority": "urgent" if desc and desc.emergency else service.priority,
             "language": call.get("language") or "vi",
             "title": t("draft.title", service=service.name_vi, ani=ani or "?"),
             "description": "\n".join(lines),
@@ -395,6 +455,8 @@ class Switchboard:
             report["reporter"] = {"phone": ani}
         created = await staff.report_incident(report)
         await self.store.link_incident(call["id"], created["code"])
+        if pending is not None:
+            await self._late_description(staff, created["code"], pending)
 
     # ------------------------------------------------------------------ reconnects
 
@@ -492,6 +554,24 @@ class Switchboard:
         callback_id = self._originated.pop(cid, None)
         if callback_id is not None:
             await self.store.attempt_finished(callback_id, _NOT_ANSWERED.get(cause, "failed"))
+
+
+@dataclass(frozen=True)
+class Description:
+    """What the caller said after the tone, and what it suggests."""
+
+    text: str
+    emergency: str | None  # 113/114/115 when emergency words were heard
+    category: str | None  # the catalogue category its words match best
+
+
+def _description_lines(desc: Description) -> list[str]:
+    lines = [t("draft.said", text=desc.text)]
+    if desc.emergency:
+        lines.append(t("draft.emergency", number=desc.emergency))
+    if desc.category:
+        lines.append(t("draft.suggested", category=desc.category))
+    return lines
 
 
 def caller_number(channel: Mapping[str, Any]) -> str:

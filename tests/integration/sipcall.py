@@ -204,3 +204,30 @@ def dtmf_pcaps(folder: Path, digits: str) -> None:
             )
             offset = packet + length
         (folder / f"key{n}.pcap").write_bytes(bytes(data))
+
+
+def speech_pcap(wav: Path, target: Path, *, silence_s: float = 5.0, first: int = 10) -> None:
+    """An RTP stream (PCMU, 20 ms packets) of `wav` followed by `silence_s` of silence, as a
+    pcap SIPp's play_pcap_audio replays: a caller who speaks, then waits.
+
+    The trailing silence is real audio frames, so Asterisk's silence detection can end a
+    recording (with no frames at all it only sees "no audio" and fails it). Sequence numbers
+    and timestamps start after those of dtmf_pcaps' keys (`first` = the key count + 1), for the
+    same reason as there.
+    """
+    ulaw = subprocess.run(
+        ["sox", str(wav), "-t", "raw", "-r", "8000", "-c", "1", "-e", "mu-law", "-", "pad", "0",
+         str(silence_s)],
+        check=True, capture_output=True,
+    ).stdout  # fmt: skip
+    out = bytearray(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))  # Ethernet
+    for n, offset in enumerate(range(0, len(ulaw) - 159, 160)):
+        rtp = struct.pack(">BBHII", 0x80, 0, 1000 * first + n, 80_000 * first + 160 * n, 0x1234)
+        udp = struct.pack(">HHHH", 6000, 6000, 8 + 12 + 160, 0) + rtp + ulaw[offset : offset + 160]
+        ip = struct.pack(">BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), n & 0xFFFF, 0, 64, 17, 0,
+                         bytes([127, 0, 0, 1]), bytes([127, 0, 0, 1]))  # fmt: skip
+        frame = b"\0" * 12 + b"\x08\x00" + ip + udp
+        usec = n * 20_000
+        out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
+        out += frame
+    target.write_bytes(bytes(out))

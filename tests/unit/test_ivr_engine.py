@@ -18,6 +18,8 @@ from telephony.ivr.engine import (
     Listen,
     Play,
     PromptDone,
+    Record,
+    Recorded,
     StopPrompt,
     Timeout,
     start,
@@ -81,8 +83,28 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
         [Play("welcome", "vi")],
         [
             (Digit("2"), [StopPrompt(), EN_MENU]),
-            (Digit("1"), [StopPrompt(), Play("connecting", "en")]),
-            (DONE, [Finish("queue", "en", (("lang", "2"), ("service", "1")))]),
+            (Digit("1"), [StopPrompt(), Play("describe", "en")]),
+            (Digit("5"), [StopPrompt(), Record(20.0, "en")]),  # a key skips the instructions
+            (Digit("#"), []),  # keys while recording are Asterisk's (# ends it)
+            (DONE, []),  # a stale PromptDone does not move the caller
+            (Recorded(), [Play("connecting", "en")]),
+            (DONE, [Finish("queue", "en", (("lang", "2"), ("service", "1")), described=True)]),
+        ],
+    ),
+    (
+        "report an incident: the instructions play, then the recording; a failed recording "
+        "still leads to the queue, without a description",
+        HOTLINE,
+        NOON,
+        [Play("welcome", "vi")],
+        [
+            *_lang_heard(),
+            (Timeout(), [VI_MENU]),
+            (Digit("1"), [StopPrompt(), Play("describe", "vi")]),
+            (DONE, [Record(20.0, "vi")]),
+            (Timeout(), []),  # no Listen period while recording
+            (Recorded(saved=False), [Play("connecting", "vi")]),
+            (DONE, [Finish("queue", "vi", (("service", "1"),))]),
         ],
     ),
     (

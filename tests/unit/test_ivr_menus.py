@@ -30,11 +30,15 @@ def test_the_1022_menu_loads() -> None:
     service = menu.nodes["service"]
     assert service.during_hours
     assert {d: t.outcome for d, t in service.choices.items() if t.outcome} == {
-        "1": "queue",
         "2": "queue",
         "0": "queue",
     }
     assert service.choices["3"].node == "procedures"
+    # "Report an incident": the caller says what happened after the tone, then is queued.
+    assert service.choices["1"].node == "describe"
+    describe = menu.nodes["describe"]
+    assert describe.record_s == 20 and not describe.choices
+    assert describe.then == Target(outcome="queue", say="connecting")
     assert menu.closed_outcome == "record" and menu.closed_prompt == "closed"
 
 
@@ -192,6 +196,21 @@ DELETE = object()
         (_set("nodes.service.retries", 1.5), "node 'service' retries: must be a whole number"),
         (_set("nodes.service.during_hours", "yes"), "node 'service' during_hours: must be true"),
         (_set("nodes.service.timeout", 6), "node 'service': unknown key(s) timeout"),
+        (_set("nodes.describe.record_s", 0), "node 'describe' record_s: must be above 0"),
+        (_set("nodes.describe.record_s", 600), "node 'describe' record_s: must be above 0"),
+        (_set("nodes.describe.record_s", "20"), "node 'describe' record_s: must be a number"),
+        (
+            _set("nodes.describe.choices", {"1": {"outcome": "queue"}}),
+            "node 'describe': a recording node takes no choices",
+        ),
+        (
+            _set("nodes.describe.then", {"next": "nowhere"}),
+            "node 'describe' then: unknown node 'nowhere'",
+        ),
+        (
+            _set("nodes.service.then", {"outcome": "queue"}),
+            "node 'service' then: only a recording node (record_s) has then",
+        ),
         (
             _set("nodes.service.on_timeout", {"next": "lobby"}),
             "node 'service' on_timeout: unknown node 'lobby'",

@@ -101,7 +101,7 @@ async def test_barge_in_stops_the_prompt_and_the_announcement_plays_to_its_end()
     await call.send(dtmf("2"))
     service = await call.played(2)
     await call.send(finished(welcome, "done"))  # the stopped one reporting: ignored
-    await call.send(dtmf("1"))
+    await call.send(dtmf("0"))
     connecting = await call.played(3)
     await call.send(dtmf("0", channel="someone-else"))  # not ours
     await call.send(finished(connecting))
@@ -109,7 +109,7 @@ async def test_barge_in_stops_the_prompt_and_the_announcement_plays_to_its_end()
     assert result == IvrResult(
         outcome="queue",
         language="en",
-        choices=(("lang", "2"), ("service", "1")),
+        choices=(("lang", "2"), ("service", "0")),
         hung_up=False,
         last_node="service",
     )
@@ -122,6 +122,46 @@ async def test_barge_in_stops_the_prompt_and_the_announcement_plays_to_its_end()
     assert deletes == [f"/playbacks/{welcome}", f"/playbacks/{service}"]
     post = call.ari.calls[0]
     assert post[1] == f"/channels/{CHANNEL}/play" and post[2]["lang"] == "vi"
+
+
+def recording(kind: str, name: str) -> dict[str, Any]:
+    return {"type": kind, "recording": {"name": name, "target_uri": f"channel:{CHANNEL}"}}
+
+
+def records(ari: FakeAri) -> list[dict[str, Any]]:
+    return [p for m, path, p in ari.calls if m == "POST" and path.endswith("/record")]
+
+
+async def test_report_records_the_callers_description_then_queues() -> None:
+    call = Call(load_menu())
+    await call.send(dtmf("2"))
+    await call.played(2)
+    await call.send(dtmf("1"))
+    describe = await call.played(3)
+    await call.send(finished(describe))
+    await wait_until(lambda: records(call.ari), 2, "the recording to start")
+    rec = records(call.ari)[0]
+    assert rec["name"] == f"ioc-describe/{CHANNEL}" and rec["beep"] == "true"
+    assert (rec["maxDurationSeconds"], rec["maxSilenceSeconds"], rec["terminateOn"]) == (20, 3, "#")
+    await call.send(recording("RecordingFinished", "ioc-msg/other"))  # not this recording
+    await call.send(recording("RecordingFinished", rec["name"]))
+    await call.send(finished(await call.played(4)))  # "connecting"
+    result = await call.result()
+    assert result.outcome == "queue" and result.choices == (("lang", "2"), ("service", "1"))
+    assert result.description_path == f"recording/ioc-describe/{CHANNEL}.wav"
+
+
+async def test_a_failed_description_recording_still_queues_without_one() -> None:
+    call = Call(load_menu())
+    await call.send(dtmf("1"))  # Vietnamese; then "report" at the service menu
+    await call.played(2)
+    await call.send(dtmf("1"))
+    await call.send(dtmf("9"))  # skips the instructions
+    await wait_until(lambda: records(call.ari), 2, "the recording to start")
+    await call.send(recording("RecordingFailed", records(call.ari)[0]["name"]))
+    await call.send(finished(await call.played(4)))
+    result = await call.result()
+    assert (result.outcome, result.description_path) == ("queue", None)
 
 
 async def test_silence_times_out_into_the_queue() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from ioc_core.api.client import leaf_keywords
+from ioc_core.catalogue.loaders import default_categories
 from nlu.keywords import emergency_service, fold, suggest_category
 
 
@@ -53,3 +55,36 @@ KEYWORDS = {
 )
 def test_category_suggestion(text: str, code: str | None) -> None:
     assert suggest_category(text, KEYWORDS) == code
+
+
+CATALOGUE = leaf_keywords(
+    [
+        {"code": c.code, "parent": c.parent_code, "keywords": c.keywords}
+        for c in default_categories()
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "code"),
+    [
+        ("There in the fire in the market, clean and the fire truck.", "chay_no.chay"),
+        ("Có người bất tỉnh trước cổng chợ", "y_te.cap_cuu"),
+        ("rác thải đổ trộm đầu hẻm", "moi_truong.rac_thai"),
+        ("đèn đường trước nhà tôi bị tắt cả tuần", "ha_tang.chieu_sang"),
+        ("kẹt xe kéo dài ở vòng xoay", "giao_thong.un_tac"),
+        ("I would like to ask about my dossier", None),  # nothing clear: the service's own
+    ],
+)
+def test_suggestion_from_the_default_catalogue(text: str, code: str | None) -> None:
+    assert suggest_category(text, CATALOGUE) == code
+
+
+def test_only_leaf_categories_with_keywords_are_suggested() -> None:
+    rows = [
+        {"code": "a", "parent": None, "keywords": "x"},
+        {"code": "a.b", "parent": "a", "keywords": "y, z"},
+        {"code": "a.c", "parent": "a", "keywords": ""},
+        {"code": "d", "parent": None, "keywords": ["w"]},  # the REST API's list form
+    ]
+    assert leaf_keywords(rows) == {"a.b": ["y", "z"], "d": ["w"]}
