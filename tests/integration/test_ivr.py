@@ -145,18 +145,18 @@ def problems(switchboard: AsteriskProcess) -> Any:
     return new
 
 
-async def test_a_caller_chooses_english_then_reports_an_incident_and_reaches_the_queue(
+async def test_a_caller_chooses_english_then_an_operator_and_reaches_the_queue(
     switchboard: AsteriskProcess, connect: Any, problems: Any, tmp_path: Path
 ) -> None:
     router: Router = await connect(load_menu())
-    dtmf_pcaps(tmp_path, "21")
+    dtmf_pcaps(tmp_path, "20")  # "report an incident" (1) records first: test_switchboard
     scenario = str(SIPP / "uac_ivr_dtmf.xml")
     call = asyncio.create_task(asyncio.to_thread(_sipp, switchboard, "-sf", scenario, cwd=tmp_path))
     channel, result = await router.result(within=20)
     assert result.hung_up is False
     assert result.outcome == "queue"
     assert result.language == "en"
-    assert list(result.choices) == [("lang", "2"), ("service", "1")]
+    assert list(result.choices) == [("lang", "2"), ("service", "0")]
     # The switchboard's part: back to the dialplan, the priority after Stasis() -> the queue.
     await router.ari.continue_in_dialplan(channel)
     queue_log = switchboard.log_dir / "queue_log"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from ioc_core.api.client import leaf_keywords
@@ -81,7 +83,7 @@ def test_suggestion_from_the_default_catalogue(text: str, code: str | None) -> N
 
 
 def test_only_leaf_categories_with_keywords_are_suggested() -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {"code": "a", "parent": None, "keywords": "x"},
         {"code": "a.b", "parent": "a", "keywords": "y, z"},
         {"code": "a.c", "parent": "a", "keywords": ""},
