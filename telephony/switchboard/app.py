@@ -412,6 +412,10 @@ class Switchboard:
             return
         if Effect.DRAFT_INCIDENT in done.effects and done.call["direction"] == "in":
             self._spawn(self._draft(done.call))
+        elif done.call.get("status") == "ended":
+            # Nobody answered: no draft will take the description (its transcript stays on
+            # the call); forget the task so a busy day does not keep them all.
+            self._descriptions.pop(done.call["id"], None)
         if done.callback_id is not None:
             self.wake_callbacks()
 
