@@ -28,6 +28,7 @@ CALLBACK_CREATED: Final = "callback.created"
 CALLBACK_UPDATED: Final = "callback.updated"
 AGENT_STATE_CHANGED: Final = "agent.state_changed"
 CALL_TRANSCRIPT_FINAL: Final = "call.transcript.final"
+CALL_TRANSCRIPT_PARTIAL: Final = "call.transcript.partial"
 _CALL_KEYS: Final = frozenset({"call_id", "service", "direction", "status", "queue", "agent"})
 
 # name -> (version, keys every payload has). Tests check the services against this table.
@@ -75,4 +76,5 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     CALLBACK_UPDATED: (1, frozenset({"callback_id", "call_id", "status", "attempts", "outcome"})),
     AGENT_STATE_CHANGED: (1, frozenset({"agent", "state", "previous", "reason"})),
     CALL_TRANSCRIPT_FINAL: (1, frozenset({"call_id", "kind", "text", "engine", "model"})),
+    CALL_TRANSCRIPT_PARTIAL: (1, frozenset({"call_id", "text", "start_s", "end_s", "engine"})),
 }

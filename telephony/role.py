@@ -29,7 +29,7 @@ from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
 from telephony.settings import SwitchboardSettings
-from telephony.speech.engine import FileEngine, SpeechError
+from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.factory import configured_engine
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.app import IvrRunner, Switchboard
@@ -61,8 +61,9 @@ def build_switchboard(
     api: CoreApi,
     host: str = "127.0.0.1",
     menu: Menu | None = None,
-    stt: FileEngine | None = None,
+    stt: SpeechEngine | None = None,
     spool: Path | None = None,
+    live_max: int | None = None,
 ) -> Switchboard:
     """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
     ari = AriClient(
@@ -94,6 +95,8 @@ def build_switchboard(
         record_calls=asterisk.record_calls,
         stt=stt,
         spool=spool,
+        live_max=asterisk.live_max if live_max is None else live_max,
+        audiosocket_port=asterisk.audiosocket_port,
     )
 
 
@@ -142,7 +145,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         await agi.close()
 
 
-def _stt(cache_dir: Path) -> FileEngine | None:
+def _stt(cache_dir: Path) -> SpeechEngine | None:
     """The speech engine for messages; without one the switchboard runs without it."""
     try:
         return configured_engine(cache_dir)

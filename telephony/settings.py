@@ -48,6 +48,18 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("IOC_ASTERISK_AGI_PORT", "4573", "Port of the FastAGI look-up server.", int),
     Variable(
+        "IOC_ASTERISK_AUDIOSOCKET_PORT",
+        "9092",
+        "Port where the switchboard receives live call audio (ARI externalMedia, AudioSocket).",
+        int,
+    ),
+    Variable(
+        "IOC_STT_LIVE_MAX",
+        "2",
+        "Calls transcribed live at once (while queued and answered); 0 = no live transcripts.",
+        int,
+    ),
+    Variable(
         "IOC_HOTLINE_MAX_WAIT_S",
         "300",
         "Seconds a 1022 caller waits in the queue before leaving a message.",

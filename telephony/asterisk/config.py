@@ -42,6 +42,8 @@ class AsteriskSettings:
     ami_user: str = "ioc"
     ami_password: str = ""
     agi_port: int = 4573
+    audiosocket_port: int = 9092
+    live_max: int = 2  # calls transcribed live at once
     trunk_ips: tuple[str, ...] = ("127.0.0.1",)
     trunk_contact: str = "sip:127.0.0.1:5070"
     record_calls: bool = True
@@ -78,6 +80,8 @@ class AsteriskSettings:
             rtp_start=num("RTP_START", 10000),
             rtp_end=num("RTP_END", 20000),
             agi_port=num("AGI_PORT", 4573),
+            audiosocket_port=num("AUDIOSOCKET_PORT", 9092),
+            live_max=int(env.get("IOC_STT_LIVE_MAX", 2)),
             hotline_max_wait_s=int(env.get("IOC_HOTLINE_MAX_WAIT_S", 300)),
             trunk_contact=env.get("IOC_ASTERISK_TRUNK_CONTACT", "sip:127.0.0.1:5070"),
             record_calls=env.get("IOC_RECORD_CALLS", "1").lower()

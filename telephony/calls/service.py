@@ -629,6 +629,23 @@ class CallStore:
         self._committed()
         return view
 
+    async def add_partial(
+        self, uid: str, *, text: str, start_s: float, end_s: float, engine: str
+    ) -> None:
+        """A live partial result: an event for the consoles, not a row (the final one is)."""
+        payload = {"call_id": uid, "text": text, "start_s": start_s, "end_s": end_s}
+        async with transaction(self._sessions) as s:
+            add_events(
+                s,
+                [
+                    Event(
+                        name=ev.CALL_TRANSCRIPT_PARTIAL,
+                        payload=payload | {"engine": engine},
+                        correlation_id=uid,
+                    )
+                ],
+            )
+
     async def add_transcript(
         self,
         uid: str,

@@ -40,8 +40,15 @@ class Transcript:
         return data
 
 
-class FileEngine(Protocol):
+class SpeechEngine(Protocol):
+    """Files (messages, descriptions) and samples (live utterances, see streaming.py)."""
+
     name: str
     model: str
+    language: str  # the configured language, used when a call has not chosen one
 
     async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript: ...
+
+    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
+        """`samples`: float32 at 16 kHz in [-1, 1]."""
+        ...

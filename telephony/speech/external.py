@@ -26,8 +26,11 @@ FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
 
 def pcm16(path: Path) -> bytes:
     """Any audio file as 16 kHz mono signed 16-bit little-endian PCM."""
-    audio = decode16k(path)
-    return bytes((np.clip(audio, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    return as_pcm16(decode16k(path))
+
+
+def as_pcm16(samples: Any) -> bytes:
+    return bytes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
 class ExternalEngine:
@@ -36,13 +39,19 @@ class ExternalEngine:
     def __init__(self, *, url: str, language: str = "vi", timeout_s: float = 60.0) -> None:
         self.model = url
         self._url = url
-        self._language = language
+        self.language = language
         self._timeout = timeout_s
 
     async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript:
-        pcm = await asyncio.to_thread(pcm16, path)
+        return await self._transcribe(await asyncio.to_thread(pcm16, path), language)
+
+    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
+        """A live utterance (streaming.py): one session of the contract per utterance."""
+        return await self._transcribe(as_pcm16(samples), language)
+
+    async def _transcribe(self, pcm: bytes, language: str | None) -> Transcript:
         started = time.perf_counter()
-        final = await self._session(pcm, language or self._language)
+        final = await self._session(pcm, language or self.language)
         try:
             segments = [
                 Segment(
@@ -59,7 +68,7 @@ class ExternalEngine:
             ) from None
         return Transcript(
             text=str(final.get("text", "")).strip(),
-            language=language or self._language,
+            language=language or self.language,
             engine=self.name,
             model=str(final.get("model") or self._url),
             duration_s=round(len(pcm) / 2 / RATE, 3),

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from ioc_core.artifacts import ArtifactCache
-from telephony.speech.engine import FileEngine, SpeechError
+from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.external import ExternalEngine
 from telephony.speech.models import stt_model_dir
 from telephony.speech.whisper import WhisperEngine
@@ -15,7 +15,7 @@ from telephony.speech.whisper import WhisperEngine
 ENGINES = ("whisper", "external")
 
 
-def configured_engine(cache_dir: Path, env: Mapping[str, str] | None = None) -> FileEngine:
+def configured_engine(cache_dir: Path, env: Mapping[str, str] | None = None) -> SpeechEngine:
     env = os.environ if env is None else env
     kind = env.get("IOC_STT_ENGINE", "whisper")
     language = env.get("IOC_STT_LANGUAGE", "vi")

@@ -34,7 +34,7 @@ class WhisperEngine:
     ) -> None:
         self.model = model_dir.name
         self._dir = model_dir
-        self._language = language
+        self.language = language
         self._hotwords = " ".join(hotwords) or None
         self._beam = beam_size
         self._threads = threads
@@ -54,7 +54,9 @@ class WhisperEngine:
 
     def _run(self, path: Path, language: str) -> Transcript:
         started = time.perf_counter()
-        audio = decode16k(path)
+        return self._decode(decode16k(path), language, started)
+
+    def _decode(self, audio: Any, language: str, started: float) -> Transcript:
         duration = len(audio) / RATE
         with self._lock:
             model = self._load()
@@ -89,4 +91,8 @@ class WhisperEngine:
 
     async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript:
         """`language`: forced for this file (a caller who chose English); else the engine's."""
-        return await asyncio.to_thread(self._run, path, language or self._language)
+        return await asyncio.to_thread(self._run, path, language or self.language)
+
+    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
+        """16 kHz float32 samples (a live utterance, see streaming.py)."""
+        return await asyncio.to_thread(self._decode, samples, language, time.perf_counter())

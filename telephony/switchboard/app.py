@@ -32,8 +32,11 @@ from telephony.i18n import t
 from telephony.ivr.prompts import media_uri
 from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
-from telephony.speech.engine import FileEngine, SpeechError
+from telephony.speech.engine import SpeechEngine, SpeechError
+from telephony.speech.streaming import StreamResult
 from telephony.switchboard.agents import AgentDesk
+from telephony.switchboard.audiosocket import AudioSocketServer
+from telephony.switchboard.live import LiveTaps
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
 
 logger = logging.getLogger(__name__)
@@ -86,10 +89,14 @@ class Switchboard:
         settings: SwitchboardSettings,
         ivr: IvrRunner | None = None,
         record_calls: bool = False,
-        stt: FileEngine | None = None,
+        stt: SpeechEngine | None = None,
         spool: Path | None = None,
+        live_max: int = 0,
+        audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
+        """`live_max`: callers transcribed live at once (needs `stt`); their audio comes to
+        an AudioSocket server on 127.0.0.1:`audiosocket_port` (0: any free port)."""
         self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
         self._api = api
         self._settings = settings
@@ -97,6 +104,18 @@ class Switchboard:
         self._record_calls = record_calls  # app_queue's MixMonitor (queues.conf monitor-format)
         self._stt = stt  # transcribes messages left after the tone (SW-6, SW-8)
         self._spool = spool  # where Asterisk's recordings are, seen from here
+        # Live transcripts of queued and answered callers (OP-1).
+        self._live = (
+            LiveTaps(
+                ari=ari,
+                engine=stt,
+                server=AudioSocketServer(port=audiosocket_port),
+                on_result=self.live_result,
+                max_live=live_max,
+            )
+            if stt is not None and live_max > 0
+            else None
+        )
         self._clock = clock
         self._sessions: dict[str, asyncio.Queue[Mapping[str, Any]]] = {}
         self._originated: dict[str, int] = {}  # call-back channel id -> call-back id
@@ -111,6 +130,8 @@ class Switchboard:
     async def run(self) -> None:
         await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
         await self.store.warm()
+        if self._live is not None:
+            await self._live.start()
         await asyncio.gather(
             self.ari.run(self.on_ari, on_connect=self.ari_connected),
             self.ami.run(self.on_ami, on_connect=self.ami_connected),
@@ -131,6 +152,8 @@ class Switchboard:
 
     async def close(self) -> None:
         self.desk.close()
+        if self._live is not None:
+            await self._live.close()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
@@ -149,7 +172,9 @@ class Switchboard:
         channel = event.get("channel") or {}
         # Playback*/Recording* events name their channel only in target_uri (channel_of).
         cid = channel_of(event) or ""
-        if kind == "StasisStart":
+        if kind == "StasisStart" and self._live is not None and self._live.owns(cid):
+            self._live.entered_stasis(cid)  # a tap's own channel, not a caller
+        elif kind == "StasisStart":
             args = list(event.get("args") or [])
             route = args[0] if args else ""
             handler = {
@@ -354,6 +379,26 @@ class Switchboard:
         if desc is not None:
             await staff.add_note(code, "\n".join(_description_lines(desc)))
 
+    async def live_result(self, uid: str, language: str, result: StreamResult) -> None:
+        """A live tap heard the caller: partials are events for the console; each final
+        utterance is kept like every transcript, its audio referenced as a span of the call."""
+        if result.kind == "partial":
+            await self.store.add_partial(
+                uid,
+                text=result.text,
+                start_s=result.start_s,
+                end_s=result.end_s,
+                engine=result.transcript.engine,
+            )
+            return
+        await self.store.add_transcript(
+            uid,
+            kind="live",
+            audio_path=f"call:{uid}#t={result.start_s},{result.end_s}",
+            language=language,
+            transcript=result.transcript,
+        )
+
     async def _say(
         self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
     ) -> None:
@@ -410,6 +455,14 @@ class Switchboard:
         )
         if done is None:
             return
+        if self._live is not None and done.call["direction"] == "in":
+            if observed.fact is Fact.QUEUED:
+                # The language the caller chose in the menu; else the configured one (an
+                # emergency caller is never asked).
+                chosen = done.call.get("language") if done.call.get("ivr_done_at") else None
+                self._spawn(self._live.attach(observed.uid, chosen))
+            elif done.call.get("status") == "ended":
+                self._spawn(self._live.detach(observed.uid))
         if Effect.DRAFT_INCIDENT in done.effects and done.call["direction"] == "in":
             self._spawn(self._draft(done.call))
         elif done.call.get("status") == "ended":
@@ -475,7 +528,11 @@ class Switchboard:
         for call in await self.store.live_calls():
             if call.uid not in live:
                 await self.store.record(call.uid, Fact.LOST, hangup_cause="gone on reconnect")
+        if self._live is not None:
+            await self._live.reconcile()
         for cid, channel in live.items():
+            if self._live is not None and self._live.owns(cid):
+                continue  # a tap's channel: reconcile() has dealt with it
             dialplan = channel.get("dialplan") or {}
             if dialplan.get("app_name") == "Stasis" and cid not in self._sessions:
                 if cid in self._originated:

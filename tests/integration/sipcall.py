@@ -20,17 +20,26 @@ _HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       Max-Forwards: 70"""
 
 
-def caller_scenario(ani: str, hold_ms: int, *, speak: bool = False, speak_after_ms: int = 0) -> str:
+def caller_scenario(
+    ani: str,
+    hold_ms: int,
+    *,
+    speak: bool = False,
+    speak_after_ms: int = 0,
+    voice: Path | None = None,
+) -> str:
     """INVITE as `ani`, wait for the answer, stay `hold_ms`, then hang up — unless Asterisk
     hangs up first (an agent ended the call), which is accepted too. `speak`: the caller sends
     7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms` after the
-    answer (a hang-up from Asterisk during that wait would fail the call)."""
-    codecs = "8 101" if speak else "0 101"
-    rtpmap = "a=rtpmap:8 PCMA/8000" if speak else "a=rtpmap:0 PCMU/8000"
-    voice = (
+    answer (a hang-up from Asterisk during that wait would fail the call); `voice`: a PCMU pcap
+    of its own (speech_pcap) instead."""
+    pcap = voice or PCAPS / "g711a.pcap"
+    codecs = "0 101" if voice or not speak else "8 101"
+    rtpmap = "a=rtpmap:0 PCMU/8000" if voice or not speak else "a=rtpmap:8 PCMA/8000"
+    voice_xml = (
         f'<pause milliseconds="{speak_after_ms}"/>' * bool(speak_after_ms)
-        + f'<nop><action><exec play_pcap_audio="{PCAPS / "g711a.pcap"}"/></action></nop>'
-        if speak
+        + f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'
+        if speak or voice
         else ""
     )
     head = _HEAD.format(ani=ani, peer="")
@@ -64,7 +73,7 @@ def caller_scenario(ani: str, hold_ms: int, *, speak: bool = False, speak_after_
       CSeq: 1 ACK
       Content-Length: 0
   ]]></send>
-  {voice}
+  {voice_xml}
   <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
   <send next="end"><![CDATA[
       SIP/2.0 200 OK
@@ -132,11 +141,12 @@ class Caller:
         sip_port: int = 5060,
         speak: bool = False,
         speak_after_ms: int = 0,
+        voice: Path | None = None,
     ):
         self.service, self.ani, self.hold_ms = service, ani, hold_ms
         self._scenario = folder / f"caller-{ani}-{service}.xml"
         self._scenario.write_text(
-            caller_scenario(ani, hold_ms, speak=speak, speak_after_ms=speak_after_ms)
+            caller_scenario(ani, hold_ms, speak=speak, speak_after_ms=speak_after_ms, voice=voice)
         )
         self._sip_port = sip_port
         self._proc: asyncio.subprocess.Process | None = None

@@ -67,15 +67,19 @@ class Hub:
     model: Path
     task: asyncio.Task[Any] | None = None
 
-    async def start_app(self, menu: Menu | None = None) -> None:
+    async def start_app(
+        self, menu: Menu | None = None, *, live_max: int = 0, language: str = "vi"
+    ) -> None:
+        """`live_max`: live transcripts (off unless a test is about them: they cost CPU)."""
         self.sb = build_switchboard(
             store=self.store,
             settings=self.settings,
             asterisk=self.asterisk,
             api=InProcessCoreApi(core=self.core, principal=SYSTEM),
             menu=menu,
-            stt=WhisperEngine(model_dir=self.model, language="vi"),
+            stt=WhisperEngine(model_dir=self.model, language=language),
             spool=self.pbx.spool_dir,
+            live_max=live_max,
         )
         self.task = asyncio.create_task(self.sb.run())
         await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
@@ -388,6 +392,58 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
         if sipp.returncode is None:
             sipp.kill()
         await phone.astop()
+
+
+async def test_a_caller_is_transcribed_live_and_the_tap_leaves_nothing_behind(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OP-1: what a queued 114 caller says reaches the console as partial results and is kept
+    as final transcripts, through a snoop + externalMedia (AudioSocket) tap that never touches
+    the call. English, as in the test above (the bundled model and espeak-ng Vietnamese)."""
+    await hub.kill_app()
+    await hub.start_app(live_max=1, language="en")  # 114 callers are never asked a language
+    partials: list[str] = []
+    store_partial = hub.store.add_partial
+
+    async def spy(uid: str, **result: Any) -> None:
+        partials.append(result["text"])
+        await store_partial(uid, **result)
+
+    monkeypatch.setattr(hub.store, "add_partial", spy)
+    said = hub.folder / "live.wav"
+    speak("There is a fire in the market. Please send a fire truck quickly.", "en", said)
+    speech_pcap(said, hub.folder / "live.pcap", silence_s=2.0, first=1)
+    caller = await hub.caller(
+        "114", "0912000041", hold_ms=16_000, voice=hub.folder / "live.pcap", speak_after_ms=1500
+    ).start()
+    try:
+        queued = await hub.call_of("0912000041", "114", status="queued")
+
+        async def heard() -> list[dict[str, Any]] | None:
+            rows = [t for t in await hub.store.transcripts(queued["id"]) if t["kind"] == "live"]
+            return rows or None
+
+        rows = await wait_until(heard, 30, "a live transcript")
+        assert "fire" in " ".join(r["text"] for r in rows).lower()
+        assert rows[0]["audio_path"].startswith(f"call:{queued['id']}#t=")
+        assert rows[0]["engine"] == "faster-whisper" and rows[0]["language"] == "en"
+        assert partials, "partial results while the caller was speaking"
+        assert await caller.done() == 0
+    finally:
+        caller.stop()
+    await hub.call_of("0912000041", "114", status="ended")
+
+    async def no_tap_left() -> bool:
+        return not [
+            o["id"]
+            for kind in ("channels", "bridges")
+            for o in await hub.sb.ari.request("GET", f"/{kind}")
+            if str(o["id"]).startswith("ioc-tap-")
+        ]
+
+    await wait_until(no_tap_left, 10, "the tap's channels and bridge gone")
+    calls = [c["id"] for c in await hub.store.list_calls()]
+    assert not [c for c in calls if c.startswith("ioc-tap-")], "a tap is not a call"
 
 
 async def test_asterisk_restarts_and_the_app_corrects_its_view(hub: Hub) -> None:

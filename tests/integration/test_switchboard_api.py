@@ -17,6 +17,7 @@ from ioc_core.runtime import Core, start_core
 from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.settings import SwitchboardSettings
+from telephony.speech.engine import Transcript as SpeechTranscript
 from tests.helpers import auth, make_token, wait_until
 
 
@@ -70,6 +71,46 @@ async def test_calls_and_their_events(settings: Settings) -> None:
         call = await store.get_call("1700000000.1")
         assert call is not None and call["ani"] == "0912000111"  # one form of every number
         assert call["outcome"] == "answered" and call["wait_s"] >= 0
+    finally:
+        await core.close()
+
+
+async def test_live_transcript_events(settings: Settings) -> None:
+    """Partials are events only; a final is kept and published; neither carries the number."""
+    seen: list[Event] = []
+
+    async def handler(event: Event) -> None:
+        if event.name.startswith("call.transcript."):
+            seen.append(event)
+
+    bus = InProcessBus()
+    bus.subscribe(group="test-transcripts", handler=handler)
+    core = await start_core(settings, bus=bus, migrate=False)
+    try:
+        store = _store(core)
+        await _answered(store, "1700000000.2", "0912000222")
+        await store.add_partial(
+            "1700000000.2", text="cháy ở chợ", start_s=1.0, end_s=2.0, engine="fake"
+        )
+        said = SpeechTranscript(
+            text="cháy ở chợ Đồng Xoài", language="vi", engine="fake", model="m",
+            duration_s=2.5, elapsed_s=0.2,
+        )  # fmt: skip
+        kept = await store.add_transcript(
+            "1700000000.2", kind="live", audio_path="call:1700000000.2#t=1.0,3.5",
+            language="vi", transcript=said,
+        )  # fmt: skip
+        assert kept["emergency"] == "114"
+        names = await wait_until(
+            lambda: [e.name for e in seen] if len(seen) >= 2 else None, what="two events"
+        )
+        assert names == [ev.CALL_TRANSCRIPT_PARTIAL, ev.CALL_TRANSCRIPT_FINAL]
+        for e in seen:
+            version, keys = ev.SCHEMAS[e.name]
+            assert e.version == version and keys <= set(e.payload), e.name
+            assert "0912000222" not in str(e.payload)
+        assert seen[0].payload["start_s"] == 1.0 and seen[1].payload["kind"] == "live"
+        assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
     finally:
         await core.close()
 
