@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services tools lint bench bench-switchboard clean
+.PHONY: run test setup services tools lint bench bench-switchboard bench-speech clean
 
 $(STAMP):
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
@@ -46,6 +46,11 @@ bench: setup services
 bench-switchboard: setup services tools
 	$(VENV)/bin/ioc asterisk prepare
 	$(VENV)/bin/python -m bench.switchboard $(BENCH_ARGS)
+
+# Speech: WER, keyword recall, RTF, memory; live calls sustained (about two minutes).
+bench-speech: setup tools
+	$(VENV)/bin/ioc setup models
+	$(VENV)/bin/python -m bench.speech $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -49,6 +49,9 @@ class SpeechEngine(Protocol):
 
     async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript: ...
 
-    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
-        """`samples`: float32 at 16 kHz in [-1, 1]."""
+    async def transcribe_samples(
+        self, samples: Any, language: str, *, quick: bool = False
+    ) -> Transcript:
+        """`samples`: float32 at 16 kHz in [-1, 1]; `quick`: a partial result, where speed
+        matters more than the last bit of accuracy."""
         ...

@@ -45,8 +45,11 @@ class ExternalEngine:
     async def transcribe_file(self, path: Path, language: str | None = None) -> Transcript:
         return await self._transcribe(await asyncio.to_thread(pcm16, path), language)
 
-    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
-        """A live utterance (streaming.py): one session of the contract per utterance."""
+    async def transcribe_samples(
+        self, samples: Any, language: str, *, quick: bool = False
+    ) -> Transcript:
+        """A live utterance (streaming.py): one session of the contract per utterance (the
+        server decides its own speed; `quick` is not part of the contract)."""
         return await self._transcribe(as_pcm16(samples), language)
 
     async def _transcribe(self, pcm: bytes, language: str | None) -> Transcript:

@@ -224,7 +224,9 @@ class LiveStream:
     async def _decode(self, utterance: _Utterance, kind: Literal["partial", "final"]) -> None:
         audio = np.concatenate(utterance.chunks) if utterance.chunks else np.zeros(0)
         try:
-            t = await self._engine.transcribe_samples(to16k(audio, self._rate), self._language)
+            t = await self._engine.transcribe_samples(
+                to16k(audio, self._rate), self._language, quick=kind == "partial"
+            )
         except SpeechError as exc:
             logger.warning("live %s not transcribed: %s", kind, exc)
             return

@@ -13,6 +13,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -54,16 +55,22 @@ class WhisperEngine:
 
     def _run(self, path: Path, language: str) -> Transcript:
         started = time.perf_counter()
-        return self._decode(decode16k(path), language, started)
+        audio = decode16k(path)
+        return self._decode(audio, language, reading_s=time.perf_counter() - started)
 
-    def _decode(self, audio: Any, language: str, started: float) -> Transcript:
+    def _decode(
+        self, audio: Any, language: str, *, reading_s: float = 0.0, quick: bool = False
+    ) -> Transcript:
+        """`elapsed_s` is this decode's own time (plus reading the file): waiting for the
+        model, busy with another call, is latency, not cost."""
         duration = len(audio) / RATE
         with self._lock:
+            started = time.perf_counter() - reading_s
             model = self._load()
             segments, _info = model.transcribe(
                 audio,
                 language=language,
-                beam_size=self._beam,
+                beam_size=1 if quick else self._beam,
                 temperature=0.0,
                 vad_filter=True,
                 hotwords=self._hotwords,
@@ -93,6 +100,9 @@ class WhisperEngine:
         """`language`: forced for this file (a caller who chose English); else the engine's."""
         return await asyncio.to_thread(self._run, path, language or self.language)
 
-    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
-        """16 kHz float32 samples (a live utterance, see streaming.py)."""
-        return await asyncio.to_thread(self._decode, samples, language, time.perf_counter())
+    async def transcribe_samples(
+        self, samples: Any, language: str, *, quick: bool = False
+    ) -> Transcript:
+        """16 kHz float32 samples (a live utterance, see streaming.py); `quick`: a partial
+        result, greedy instead of beam search (it is replaced by the final one anyway)."""
+        return await asyncio.to_thread(partial(self._decode, samples, language, quick=quick))

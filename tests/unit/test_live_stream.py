@@ -48,7 +48,9 @@ class FakeEngine:
     async def transcribe_file(self, path: Any, language: str | None = None) -> Transcript:
         raise NotImplementedError
 
-    async def transcribe_samples(self, samples: Any, language: str) -> Transcript:
+    async def transcribe_samples(
+        self, samples: Any, language: str, *, quick: bool = False
+    ) -> Transcript:
         await asyncio.sleep(self.delay_s)
         seconds = len(samples) / 16000
         self.heard.append(seconds)
