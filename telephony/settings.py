@@ -31,7 +31,9 @@ VARIABLES: tuple[Variable, ...] = (
         "A CTranslate2 Whisper model folder (e.g. PhoWhisper); unset: the bundled Whisper base.",
     ),
     Variable("IOC_STT_LANGUAGE", "vi", "Language forced on speech recognition (vi or en)."),
-    Variable("IOC_STT_ENGINE", "whisper", "Speech engine: whisper (bundled) or external."),
+    Variable("IOC_STT_ENGINE", "whisper", "Speech engine: whisper (bundled), vosk or external."),
+    Variable("IOC_STT_VOSK_MODEL_DIR", "", "Vosk model folder (e.g. vosk-model-vn-0.4) for vosk."),
+    Variable("IOC_STT_VOSK_GRAMMAR", "", "Vosk grammar mode: a file of phrases, one per line."),
     Variable(
         "IOC_STT_EXTERNAL_URL", "", "ws:// URL of an external engine (docs/speech-websocket.md)."
     ),

@@ -31,7 +31,9 @@ logger = logging.getLogger(__name__)
 
 LANGUAGES = ("vi", "en")  # Vietnamese first
 # espeak-ng voice per language: `vi` is the northern voice (see `espeak-ng --voices=vi`).
-VOICES = {"vi": "vi", "en": "en"}
+# Korean is not a prompt language: it speaks test audio for the Vosk engine, whose only model
+# on PyPI is Korean (tests, bench/speech.py).
+VOICES = {"vi": "vi", "en": "en", "ko": "ko"}
 SOUNDS_SUBDIR = "ioc"  # under Asterisk's sounds folder; process.py binds target_dir there
 SAMPLE_RATE = 8000
 MANIFEST = "manifest.json"

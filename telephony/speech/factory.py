@@ -10,9 +10,10 @@ from ioc_core.artifacts import ArtifactCache
 from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.external import ExternalEngine
 from telephony.speech.models import stt_model_dir
+from telephony.speech.vosk_engine import VoskEngine
 from telephony.speech.whisper import WhisperEngine
 
-ENGINES = ("whisper", "external")
+ENGINES = ("whisper", "vosk", "external")
 
 
 def configured_engine(cache_dir: Path, env: Mapping[str, str] | None = None) -> SpeechEngine:
@@ -21,9 +22,31 @@ def configured_engine(cache_dir: Path, env: Mapping[str, str] | None = None) -> 
     language = env.get("IOC_STT_LANGUAGE", "vi")
     if kind == "whisper":
         return WhisperEngine(model_dir=stt_model_dir(ArtifactCache(cache_dir)), language=language)
+    if kind == "vosk":
+        folder = env.get("IOC_STT_VOSK_MODEL_DIR", "")
+        if not folder:
+            raise SpeechError(
+                "IOC_STT_ENGINE=vosk needs IOC_STT_VOSK_MODEL_DIR (a Vosk model folder)"
+            )
+        return VoskEngine(model_dir=Path(folder), language=language, grammar=_grammar(env))
     if kind == "external":
         url = env.get("IOC_STT_EXTERNAL_URL", "")
         if not url.startswith(("ws://", "wss://")):
             raise SpeechError(f"IOC_STT_EXTERNAL_URL must be a ws:// or wss:// URL, got {url!r}")
         return ExternalEngine(url=url, language=language)
     raise SpeechError(f"IOC_STT_ENGINE must be one of {', '.join(ENGINES)}, got {kind!r}")
+
+
+def _grammar(env: Mapping[str, str]) -> list[str]:
+    """IOC_STT_VOSK_GRAMMAR: a file of phrases, one per line ('#' comments); unset: full mode."""
+    name = env.get("IOC_STT_VOSK_GRAMMAR", "")
+    if not name:
+        return []
+    try:
+        lines = Path(name).read_text("utf-8").splitlines()
+    except OSError as exc:
+        raise SpeechError(f"IOC_STT_VOSK_GRAMMAR: cannot read {name} ({exc.strerror})") from None
+    phrases = [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+    if not phrases:
+        raise SpeechError(f"IOC_STT_VOSK_GRAMMAR: {name} lists no phrases")
+    return phrases
