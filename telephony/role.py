@@ -63,6 +63,8 @@ def build_switchboard(
     menu: Menu | None = None,
     stt: SpeechEngine | None = None,
     spool: Path | None = None,
+    sounds: Path | None = None,
+    timezone: str = "Asia/Ho_Chi_Minh",
     live_max: int | None = None,
 ) -> Switchboard:
     """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
@@ -95,6 +97,8 @@ def build_switchboard(
         record_calls=asterisk.record_calls,
         stt=stt,
         spool=spool,
+        sounds=sounds,
+        timezone=timezone,
         live_max=asterisk.live_max if live_max is None else live_max,
         audiosocket_port=asterisk.audiosocket_port,
     )
@@ -124,6 +128,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         menu=load_menu(),
         stt=_stt(core.settings.cache_dir),
         spool=state_dir / "spool",
+        sounds=state_dir / "sounds",
+        timezone=core.settings.timezone,
     )
     app[SWITCHBOARD] = sb
     agi = caller_lookup_server(

@@ -392,6 +392,12 @@ class CallStore:
         async with transaction(self._sessions) as s:
             await s.execute(update(Call).where(Call.uid == uid).values(incident_code=code))
 
+    async def call_language(self, call_id: int) -> str:
+        """The language a call's caller chose (vi when none): a call-back speaks it."""
+        async with self._sessions() as s:
+            language = await s.scalar(select(Call.language).where(Call.id == call_id))
+            return language or "vi"
+
     async def get_call(self, uid: str) -> dict[str, Any] | None:
         async with self._sessions() as s:
             call = await s.scalar(select(Call).where(Call.uid == uid))

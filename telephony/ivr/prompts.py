@@ -11,6 +11,7 @@ otherwise play a prompt in whatever language the channel happens to have.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -18,6 +19,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import wave
 from collections.abc import Callable, Mapping
 from functools import cache, partial
@@ -144,6 +146,33 @@ def _write_atomically(target: Path, make: Callable[[Path], object]) -> None:
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
+
+
+DYNAMIC = "dyn"  # target_dir/<lang>/dyn/<digest>.wav: announcements made at run time
+KEEP_DYNAMIC_S = 24 * 3600
+
+
+def announcement(text: str, language: str, target_dir: Path) -> str:
+    """A dynamic announcement (a call-back's greeting with the time of the missed call, say):
+    spoken by espeak-ng once per distinct text and kept a day; returns its media URI.
+    Blocking (espeak-ng and sox, ~0.2 s): run it in a thread."""
+    digest = _digest("tts", RECIPE, VOICES[language], text)[:24]
+    folder = target_dir / language / DYNAMIC
+    target = folder / f"{digest}.wav"
+    if not target.is_file():
+        _prune(folder, KEEP_DYNAMIC_S)
+        _write_atomically(target, partial(speak, text, language))
+    return media_uri(f"{DYNAMIC}/{digest}", language)
+
+
+def _prune(folder: Path, older_than_s: float) -> None:
+    if not folder.is_dir():
+        return
+    cutoff = time.time() - older_than_s
+    for old in folder.glob("*.wav"):
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                old.unlink()
 
 
 def ensure_prompts(target_dir: Path, recorded_dir: Path | None = None) -> dict[str, Any]:

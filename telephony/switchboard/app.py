@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
+from zoneinfo import ZoneInfo
 
 from ioc_core.api import CoreApi
 from ioc_core.db import utcnow
@@ -29,7 +30,7 @@ from telephony.ari.client import AriClient, AriError, ChannelGone
 from telephony.calls.lifecycle import Effect, Fact
 from telephony.calls.service import CallStore
 from telephony.i18n import t
-from telephony.ivr.prompts import media_uri
+from telephony.ivr.prompts import announcement, media_uri
 from telephony.ivr.session import IvrResult, channel_of
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import SpeechEngine, SpeechError
@@ -91,6 +92,8 @@ class Switchboard:
         record_calls: bool = False,
         stt: SpeechEngine | None = None,
         spool: Path | None = None,
+        sounds: Path | None = None,
+        timezone: str = "Asia/Ho_Chi_Minh",
         live_max: int = 0,
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
@@ -104,6 +107,8 @@ class Switchboard:
         self._record_calls = record_calls  # app_queue's MixMonitor (queues.conf monitor-format)
         self._stt = stt  # transcribes messages left after the tone (SW-6, SW-8)
         self._spool = spool  # where Asterisk's recordings are, seen from here
+        self._sounds = sounds  # where prompts are made (dynamic announcements go there too)
+        self._zone = ZoneInfo(timezone)
         # Live transcripts of queued and answered callers (OP-1).
         self._live = (
             LiveTaps(
@@ -187,7 +192,7 @@ class Switchboard:
                 logger.warning("unknown Stasis route %r; back to the dialplan", route)
                 await self.ari.continue_in_dialplan(cid)
                 return
-            if route in ("ivr", "record"):
+            if route in ("ivr", "record", "callback"):
                 # Registered now, not in the task: the caller's first key may come at once.
                 self._sessions[cid] = asyncio.Queue()
             self._spawn(handler(channel, args[1:]))
@@ -403,13 +408,11 @@ class Switchboard:
         self, cid: str, prompt: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
     ) -> None:
         """Play one prompt to the end (or until the caller leaves)."""
+        await self._play(cid, media_uri(prompt, language), events)
+
+    async def _play(self, cid: str, media: str, events: asyncio.Queue[Mapping[str, Any]]) -> None:
         playback = f"say-{cid}"
-        await self.ari.request(
-            "POST",
-            f"/channels/{cid}/play",
-            media=media_uri(prompt, language),
-            playbackId=playback,
-        )
+        await self.ari.request("POST", f"/channels/{cid}/play", media=media, playbackId=playback)
         while True:
             event = await asyncio.wait_for(events.get(), 60)
             if event.get("type") in ("StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"):
@@ -595,9 +598,10 @@ class Switchboard:
         service = args[1] if len(args) > 1 else ""
         self._originated.pop(cid, None)
         ani = ""
+        item: dict[str, Any] | None = None
         if callback_id is not None:
-            done = await self.store.attempt_finished(callback_id, "answered")
-            ani = done["ani"] if done else ""
+            item = await self.store.attempt_finished(callback_id, "answered")
+            ani = item["ani"] if item else ""
         # The originated channel's caller id is ours (the service number): the citizen's
         # number is the call-back item's.
         await self.store.record(
@@ -609,7 +613,31 @@ class Switchboard:
             direction="callback",
             callback_of=callback_id,
         )
+        try:
+            if item is not None:
+                await self._greet(cid, item)
+        except ChannelGone:
+            return  # the citizen hung up during the greeting: the observer ends the call
+        except Exception:  # the greeting is a courtesy: the call goes on without it
+            logger.exception("call-back greeting failed on %s", cid)
+        finally:
+            self._sessions.pop(cid, None)
         await self._continue(cid, context="callback", extension=service, priority="1")
+
+    async def _greet(self, cid: str, item: Mapping[str, Any]) -> None:
+        """Tell the citizen who is calling and why: the service and the time they called."""
+        if self._sounds is None:
+            return
+        language = await self.store.call_language(int(item["call_id"]))
+        called = datetime.fromisoformat(str(item["created_at"])).astimezone(self._zone)
+        text = t(
+            "callback.greeting",
+            language,
+            number=" ".join(str(item["service"])),  # "1 1 4", as people say it
+            time=called.strftime("%H:%M") if language == "en" else called.strftime("%H giờ %M"),
+        )
+        media = await asyncio.to_thread(announcement, text, language, self._sounds)
+        await self._play(cid, media, self._sessions.setdefault(cid, asyncio.Queue()))
 
     async def _callback_not_answered(self, cid: str, cause: int) -> None:
         callback_id = self._originated.pop(cid, None)

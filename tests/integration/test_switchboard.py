@@ -8,6 +8,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,7 @@ class Hub:
             menu=menu,
             stt=WhisperEngine(model_dir=self.model, language=language),
             spool=self.pbx.spool_dir,
+            sounds=self.pbx.state_dir / "sounds",
             live_max=live_max,
         )
         self.task = asyncio.create_task(self.sb.run())
@@ -239,6 +241,20 @@ async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_ba
         assert finished["attempts"] == 1 and finished["last_outcome"] == "answered"
         back = await hub.call_of("0912000003", "113", direction="callback")
         assert back["status"] in ("queued", "new")  # rejoined the emergency queue at its front
+
+        async def queued() -> dict[str, Any] | None:
+            now = await hub.store.get_call(back["id"])
+            return now if now and now["status"] == "queued" else None
+
+        # First the citizen hears who calls and why (a greeting made for this call-back),
+        # then joins the queue.
+        joined = await wait_until(queued, 25, "the call-back in the queue after the greeting")
+        greetings = (hub.pbx.state_dir / "sounds" / "vi" / "dyn").glob("*.wav")
+        assert any(g.stat().st_size > 8000 * 2 * 3 for g in greetings)  # speech, not a stub
+        heard = datetime.fromisoformat(joined["queued_at"]) - datetime.fromisoformat(
+            joined["arrived_at"]
+        )
+        assert heard.total_seconds() > 3, "the greeting plays before the queue"
     finally:
         uas.kill()
         await uas.wait()

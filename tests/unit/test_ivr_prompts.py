@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import wave
 from collections.abc import Mapping
@@ -128,3 +129,20 @@ def test_a_missing_tool_names_the_debian_package(
     assert f"apt-get install {missing}" in str(caught.value)
     assert caught.value.error_id == "prompt-tool-missing"
     assert caught.value.details["debian_package"] == missing
+
+
+def test_an_announcement_is_spoken_once_per_text_and_old_ones_go(tmp_path: Path) -> None:
+    text = "Xin chào, đây là tổng đài 1 1 4 gọi lại cuộc gọi của quý vị lúc 14 giờ 05."
+    uri = prompts.announcement(text, "vi", tmp_path)
+    assert uri.startswith("sound:ioc/vi/dyn/")
+    (made,) = (tmp_path / "vi" / "dyn").glob("*.wav")
+    with wave.open(str(made)) as w:
+        assert (w.getframerate(), w.getnchannels()) == (8000, 1) and w.getnframes() > 8000
+    stamp = made.stat().st_mtime_ns
+    assert prompts.announcement(text, "vi", tmp_path) == uri  # cached: not spoken again
+    assert made.stat().st_mtime_ns == stamp
+    # A day later the greeting is gone when the next one is made.
+    old = made.stat().st_mtime - prompts.KEEP_DYNAMIC_S - 60
+    os.utime(made, (old, old))
+    other = prompts.announcement("Hello, this is the 1 1 4 hotline.", "vi", tmp_path)
+    assert other != uri and not made.exists()
