@@ -136,7 +136,11 @@ class Switchboard:
         await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
         await self.store.warm()
         if self._live is not None:
-            await self._live.start()
+            try:
+                await self._live.start()
+            except OSError as exc:  # the port is taken: calls matter more than transcripts
+                logger.error("live transcripts off: AudioSocket server cannot start (%s)", exc)
+                self._live = None
         await asyncio.gather(
             self.ari.run(self.on_ari, on_connect=self.ari_connected),
             self.ami.run(self.on_ami, on_connect=self.ami_connected),
