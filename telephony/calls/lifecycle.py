@@ -29,6 +29,7 @@ class Outcome(StrEnum):
     ANSWERED = "answered"
     ABANDONED = "abandoned"  # the caller hung up before an agent answered
     RECORDED = "recorded"  # left a message (out of hours, overflow)
+    SELF_SERVED = "self_served"  # the menu answered and ended the call (information, goodbye)
     UNKNOWN = "unknown"  # ended while the switchboard was away (found gone on reconnect)
 
 
@@ -41,6 +42,7 @@ class Fact(StrEnum):
     RING_NO_ANSWER = "ring_no_answer"
     ANSWERED = "answered"
     RECORDED = "recorded"
+    SELF_SERVED = "self_served"  # the menu ends the call on purpose (the caller chose to)
     ABANDONED = "abandoned"
     HANGUP = "hangup"
     LOST = "lost"  # gone from Asterisk when the switchboard reconnected
@@ -64,6 +66,7 @@ TRANSITIONS: Final[dict[Fact, tuple[frozenset[Status], Status | None]]] = {
     Fact.ANSWERED: (frozenset(WAITING), Status.CONNECTED),
     # A message may be reported after the hang-up (Asterisk ends the recording on it).
     Fact.RECORDED: (frozenset(WAITING | {Status.ENDED}), None),
+    Fact.SELF_SERVED: (frozenset({Status.NEW, Status.IVR}), None),
     Fact.ABANDONED: (frozenset(WAITING), Status.ENDED),
     Fact.HANGUP: (frozenset(LIVE), Status.ENDED),
     Fact.LOST: (frozenset(LIVE), Status.ENDED),
@@ -116,6 +119,9 @@ def apply(state: CallState, fact: Fact) -> Change | None:
         else:
             outcome = Outcome.RECORDED
             effects.append(Effect.CALLBACK)
+    elif fact is Fact.SELF_SERVED:
+        # Not abandoned: nobody is owed a call-back, and the queue's figures leave it out.
+        outcome = Outcome.SELF_SERVED
     elif fact is Fact.LOST:
         stamps.append("ended_at")
         if state.status is not Status.CONNECTED and outcome is None:

@@ -264,6 +264,8 @@ class Switchboard:
         if outcome.outcome == "record":
             await self._record_message(cid, outcome.language)
         elif outcome.outcome == "hangup":
+            # The caller chose to end (after the information they wanted): not abandoned.
+            await self.store.record(cid, Fact.SELF_SERVED)
             with contextlib.suppress(ChannelGone):
                 await self.ari.request("DELETE", f"/channels/{cid}")
         else:

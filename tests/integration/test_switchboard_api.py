@@ -301,3 +301,17 @@ async def test_facts_of_many_calls_commit_together_and_a_bad_one_sinks_only_itse
     assert all(c["outcome"] == "abandoned" for c in calls if c["id"].startswith("6."))
     items = await store.list_callbacks(limit=100)
     assert len([i for i in items if i["ani"].startswith("09120001")]) == 20
+
+
+async def test_a_caller_the_menu_served_is_not_abandoned(core: Core) -> None:
+    """The 1022 procedures node ends with "#" (goodbye): no call-back item, no abandon."""
+    store = _store(core)
+    uid = "1700000099.1"
+    await store.record(uid, Fact.ARRIVED, ani="0912000099", service="1022")
+    await store.record(uid, Fact.IVR_STARTED)
+    await store.record(uid, Fact.IVR_DONE, language="vi", ivr_choices=[["procedures", "#"]])
+    await store.record(uid, Fact.SELF_SERVED)
+    await store.record(uid, Fact.HANGUP, hangup_cause="Normal Clearing")
+    call = await store.get_call(uid)
+    assert call is not None and (call["status"], call["outcome"]) == ("ended", "self_served")
+    assert not [i for i in await store.list_callbacks() if i["ani"] == "0912000099"]

@@ -72,6 +72,10 @@ S, R, F, X = Status, Outcome, Fact, Effect
         (S.IVR, R.RECORDED, F.HANGUP, S.ENDED, R.RECORDED, (ev.CALL_ENDED,), ()),
         # The hang-up reported before the message: the existing call-back item takes it.
         (S.ENDED, R.ABANDONED, F.RECORDED, S.ENDED, R.RECORDED, (), ()),
+        # The caller heard what they wanted from the menu and chose to end: not abandoned,
+        # no call-back (the 1022 procedures node's "#").
+        (S.NEW, None, F.SELF_SERVED, S.NEW, R.SELF_SERVED, (), ()),
+        (S.NEW, R.SELF_SERVED, F.HANGUP, S.ENDED, R.SELF_SERVED, (ev.CALL_ENDED,), ()),
         (S.QUEUED, None, F.LOST, S.ENDED, R.UNKNOWN, (ev.CALL_ENDED,), (X.CALLBACK,)),
         (S.CONNECTED, R.ANSWERED, F.LOST, S.ENDED, R.ANSWERED, (ev.CALL_ENDED,), ()),
     ],
@@ -103,6 +107,8 @@ def test_facts_move_calls(
         (S.NEW, F.ARRIVED),
         (S.CONNECTED, F.IVR_DONE),
         (S.ENDED, F.RECORDED),  # ended without abandoning: a stray message event
+        (S.QUEUED, F.SELF_SERVED),  # only the menu ends a call as self-served
+        (S.ENDED, F.SELF_SERVED),
     ],
 )
 def test_late_or_repeated_facts_change_nothing(status: Status, fact: Fact) -> None:
