@@ -65,6 +65,7 @@ def build_switchboard(
     spool: Path | None = None,
     sounds: Path | None = None,
     timezone: str = "Asia/Ho_Chi_Minh",
+    tracking_prefix: str = "PA",
     live_max: int | None = None,
 ) -> Switchboard:
     """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
@@ -99,6 +100,7 @@ def build_switchboard(
         spool=spool,
         sounds=sounds,
         timezone=timezone,
+        tracking_prefix=tracking_prefix,
         live_max=asterisk.live_max if live_max is None else live_max,
         audiosocket_port=asterisk.audiosocket_port,
     )
@@ -130,6 +132,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         spool=state_dir / "spool",
         sounds=state_dir / "sounds",
         timezone=core.settings.timezone,
+        tracking_prefix=core.settings.tracking_prefix,
     )
     app[SWITCHBOARD] = sb
     agi = caller_lookup_server(

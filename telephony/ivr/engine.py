@@ -10,6 +10,9 @@ Phases:
 - announcing: an announcement ("connecting", "closed", "goodbye") plays in full, keys ignored;
 - recording: a node with `record_s` ("say what happened after the tone") records the caller
   once its prompts end (a key skips the prompts); when the recording ends, its `then` applies;
+- collecting: a node with `collect_digits` (a tracking code) gathers keys — the first may cut
+  the prompt short — until `#`, the most digits, or `timeout_s` of silence; then its `then`
+  applies with what was entered, or `on_timeout` when nothing was;
 - done: Finish was emitted; everything later is ignored.
 Events that do not fit the phase (a late timer, a stale PromptDone) are ignored, so a race in
 the driver can never move the caller twice.
@@ -23,7 +26,7 @@ from typing import Literal
 
 from telephony.ivr.menus import Menu, Node, Outcome, Target
 
-Phase = Literal["prompting", "listening", "announcing", "recording", "done"]
+Phase = Literal["prompting", "listening", "announcing", "recording", "collecting", "done"]
 Choice = tuple[str, str]  # (node, digit)
 
 
@@ -88,6 +91,7 @@ class Finish:
     language: str
     choices: tuple[Choice, ...]
     described: bool = False  # the caller's own words were recorded (a Record that saved)
+    entered: str = ""  # digits a collecting node gathered (a tracking code)
 
 
 Action = Play | Listen | StopPrompt | Record | Finish
@@ -104,6 +108,7 @@ class State:
     queued: tuple[Play, ...] = ()  # prompts still to play after the current one
     pending: Target | None = None  # where to go once the announcement has played
     described: bool = False
+    entered: str = ""
 
 
 Step = tuple[State, list[Action]]
@@ -123,6 +128,9 @@ def step(menu: Menu, state: State, event: Event) -> Step:
             return state, []
         node = menu.nodes[state.node]
         return _go(menu, replace(state, described=state.described or event.saved), node.then)
+    node = menu.nodes[state.node]
+    if node.collect_digits and state.phase in ("prompting", "collecting"):
+        return _collect(menu, state, event)
     if isinstance(event, Digit):
         if state.phase == "prompting" and menu.nodes[state.node].record_s:
             return _record(menu, state, [StopPrompt()])  # skip the instructions
@@ -157,7 +165,41 @@ def _prompt_done(menu: Menu, state: State) -> Step:
     node = menu.nodes[state.node]
     if node.record_s:
         return _record(menu, state, [])
+    if node.collect_digits:
+        return replace(state, phase="collecting"), [Listen(node.timeout_s)]
     return replace(state, phase="listening"), [Listen(node.timeout_s)]
+
+
+def _collect(menu: Menu, state: State, event: Event) -> Step:
+    """Keys of a collecting node: digits add up; `#`, the last digit or silence ends it."""
+    node = menu.nodes[state.node]
+    assert node.collect_digits is not None
+    before: list[Action] = [StopPrompt()] if state.phase == "prompting" else []
+    if isinstance(event, Timeout):
+        if state.phase != "collecting":
+            return state, []
+        if not state.entered:
+            return _go(menu, state, node.on_timeout)
+        return _go(menu, _entered(state), node.then)
+    assert isinstance(event, Digit)
+    if event.digit == "#":
+        if not state.entered:
+            return replace(state, phase="collecting", queued=()), [*before, Listen(node.timeout_s)]
+        state, actions = _go(menu, _entered(state), node.then)
+        return state, [*before, *actions]
+    if not event.digit.isdigit():
+        return state, []  # '*' means nothing in a code
+    entered = state.entered + event.digit
+    state = replace(state, phase="collecting", queued=(), entered=entered)
+    if len(entered) >= node.collect_digits:
+        state, actions = _go(menu, _entered(state), node.then)
+        return state, [*before, *actions]
+    return state, [*before, Listen(node.timeout_s)]
+
+
+def _entered(state: State) -> State:
+    """What was keyed in is a choice of its node too (supervisors see what was asked)."""
+    return replace(state, choices=(*state.choices, (state.node, state.entered)))
 
 
 def _record(menu: Menu, state: State, before: list[Action]) -> Step:
@@ -198,7 +240,9 @@ def _go(menu: Menu, state: State, target: Target) -> Step:
         then = replace(target, say=None, language=None)
         return _play(state, "announcing", [Play(target.say, state.language)], then)
     if target.outcome is not None:
-        finish = Finish(target.outcome, state.language, state.choices, state.described)
+        finish = Finish(
+            target.outcome, state.language, state.choices, state.described, state.entered
+        )
         return replace(state, phase="done", queued=(), pending=None), [finish]
     assert target.node is not None  # menus.py guarantees exactly one of node/outcome
     node = menu.nodes[target.node]

@@ -18,7 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from ioc_core.errors import IocError
 from telephony.ivr import prompts
 
-Outcome = Literal["queue", "record", "hangup"]
+# status: read out the report whose tracking code the caller entered (the switchboard does).
+Outcome = Literal["queue", "record", "hangup", "status"]
 OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
 DIGITS = frozenset("0123456789*#")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")  # datetime.weekday() order
@@ -38,12 +39,14 @@ _NODE_KEYS = {
     "on_invalid",
     "during_hours",
     "record_s",
+    "collect_digits",
     "then",
 }
 _TARGET_KEYS = {"next", "outcome", "language", "say"}
 MAX_TIMEOUT_S = 60.0
 MAX_RETRIES = 5
 MAX_RECORD_S = 60.0
+MAX_DIGITS = 20
 
 
 class MenuError(IocError):
@@ -78,6 +81,7 @@ class Node:
     on_invalid: Target = QUEUE
     during_hours: bool = False
     record_s: float | None = None  # record the caller for at most this long after the prompts
+    collect_digits: int | None = None  # gather up to this many digits (ended by # or silence)
     then: Target = QUEUE  # where a recording node leads once the recording has ended
 
     def targets(self) -> tuple[Target, ...]:
@@ -290,8 +294,19 @@ class _Parser:
                 )
             if choices:
                 raise self.fail(where, "a recording node takes no choices (# ends the recording)")
-        elif "then" in table:
-            raise self.fail(f"{where} then", "only a recording node (record_s) has then")
+        collect = table.get("collect_digits")
+        if collect is not None:
+            if isinstance(collect, bool) or not isinstance(collect, int):
+                raise self.fail(f"{where} collect_digits", "must be a whole number")
+            if not 1 <= collect <= MAX_DIGITS:
+                raise self.fail(f"{where} collect_digits", f"must be between 1 and {MAX_DIGITS}")
+            if choices or record_s is not None:
+                raise self.fail(where, "a collecting node takes no choices and records nothing")
+        if record_s is None and collect is None and "then" in table:
+            raise self.fail(
+                f"{where} then",
+                "only a recording or collecting node (record_s, collect_digits) has then",
+            )
         return Node(
             name=name,
             prompts=tuple(self.prompt(p, f"{where} prompt") for p in prompt_list),
@@ -303,6 +318,7 @@ class _Parser:
             on_invalid=self.target(table.get("on_invalid"), f"{where} on_invalid"),
             during_hours=self.flag(table.get("during_hours", False), f"{where} during_hours"),
             record_s=None if record_s is None else float(record_s),
+            collect_digits=collect,
             then=self.target(table.get("then"), f"{where} then"),
         )
 

@@ -156,13 +156,18 @@ def announcement(text: str, language: str, target_dir: Path) -> str:
     """A dynamic announcement (a call-back's greeting with the time of the missed call, say):
     spoken by espeak-ng once per distinct text and kept a day; returns its media URI.
     Blocking (espeak-ng and sox, ~0.2 s): run it in a thread."""
-    digest = _digest("tts", RECIPE, VOICES[language], text)[:24]
+    name = announcement_name(text, language)
     folder = target_dir / language / DYNAMIC
-    target = folder / f"{digest}.wav"
+    target = folder / f"{name}.wav"
     if not target.is_file():
         _prune(folder, KEEP_DYNAMIC_S)
         _write_atomically(target, partial(speak, text, language))
-    return media_uri(f"{DYNAMIC}/{digest}", language)
+    return media_uri(f"{DYNAMIC}/{name}", language)
+
+
+def announcement_name(text: str, language: str) -> str:
+    """The file name (without .wav) an announcement of `text` has under <lang>/dyn/."""
+    return _digest("tts", RECIPE, VOICES[language], text)[:24]
 
 
 def _prune(folder: Path, older_than_s: float) -> None:

@@ -46,6 +46,7 @@ class IvrResult:
     last_node: str = ""  # where the caller was when the menu ended (abandonment statistics)
     # The caller's own description (a recording node), relative to Asterisk's spool.
     description_path: str | None = None
+    entered: str = ""  # digits keyed in at a collecting node (a tracking code)
 
 
 def channel_of(event: Mapping[str, Any]) -> str | None:
@@ -238,4 +239,5 @@ async def run_ivr(
         description_path=f"recording/{session.recording}.wav"
         if finish.described and session.recording
         else None,
+        entered=finish.entered,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from ioc_core.api import CoreApi
+from ioc_core.api import CoreApi, CoreApiError
 from ioc_core.db import utcnow
 from nlu.keywords import suggest_category
 from telephony import dialplan_vars as dv
@@ -94,6 +94,7 @@ class Switchboard:
         spool: Path | None = None,
         sounds: Path | None = None,
         timezone: str = "Asia/Ho_Chi_Minh",
+        tracking_prefix: str = "PA",
         live_max: int = 0,
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
@@ -109,6 +110,7 @@ class Switchboard:
         self._spool = spool  # where Asterisk's recordings are, seen from here
         self._sounds = sounds  # where prompts are made (dynamic announcements go there too)
         self._zone = ZoneInfo(timezone)
+        self._tracking_prefix = tracking_prefix
         # Live transcripts of queued and answered callers (OP-1).
         self._live = (
             LiveTaps(
@@ -263,6 +265,8 @@ class Switchboard:
             )
         if outcome.outcome == "record":
             await self._record_message(cid, outcome.language)
+        elif outcome.outcome == "status":
+            await self._status(cid, outcome.entered, outcome.language)
         elif outcome.outcome == "hangup":
             # The caller chose to end (after the information they wanted): not abandoned.
             await self.store.record(cid, Fact.SELF_SERVED)
@@ -630,6 +634,43 @@ class Switchboard:
             self._sessions.pop(cid, None)
         await self._continue(cid, context="callback", extension=service, priority="1")
 
+    async def _status(self, cid: str, entered: str, language: str) -> None:
+        """Read out the state of the report whose code was keyed in, then say goodbye; a code
+        that names nothing (or any failure) leads to an operator instead."""
+        events = self._sessions.setdefault(cid, asyncio.Queue())
+        found = False
+        try:
+            code = tracking_code(self._tracking_prefix, entered)
+            incident = await self._lookup(code) if code else None
+            text = status_text(language, incident, self._zone)
+            found = incident is not None
+            if self._sounds is not None:
+                media = await asyncio.to_thread(announcement, text, language, self._sounds)
+                await self._play(cid, media, events)
+            if found:
+                await self._say(cid, "goodbye", language, events)
+        except ChannelGone:
+            return  # the caller hung up meanwhile; the observer ends the call
+        except Exception:
+            logger.exception("status read-out failed on %s; the caller goes to the queue", cid)
+            found = False
+        finally:
+            self._sessions.pop(cid, None)
+        if not found:
+            await self._continue(cid)
+            return
+        await self.store.record(cid, Fact.SELF_SERVED)
+        with contextlib.suppress(ChannelGone, AriError):
+            await self.ari.request("DELETE", f"/channels/{cid}")
+
+    async def _lookup(self, code: str) -> dict[str, Any] | None:
+        try:
+            return await self._api.get_incident(code)
+        except CoreApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
     async def _greet(self, cid: str, item: Mapping[str, Any]) -> None:
         """Tell the citizen who is calling and why: the service and the time they called."""
         if self._sounds is None:
@@ -658,6 +699,35 @@ class Description:
     text: str
     emergency: str | None  # 113/114/115 when emergency words were heard
     category: str | None  # the catalogue category its words match best
+
+
+def tracking_code(prefix: str, entered: str) -> str | None:
+    """Keys to a tracking code: the year's four digits, then the number (PA-2026-000123 is
+    keyed 2026123); None when that cannot be a code."""
+    if not entered.isdigit() or len(entered) < 5 or not entered.startswith("20"):
+        return None
+    number = int(entered[4:])
+    return f"{prefix}-{entered[:4]}-{number:06d}" if 0 < number < 10**9 else None
+
+
+def status_text(language: str, incident: Mapping[str, Any] | None, zone: ZoneInfo) -> str:
+    """What the caller hears about their report: its state, and its deadline when it has one."""
+    if incident is None:
+        return t("status.not_found", language)
+    prefix, year, number = str(incident["code"]).split("-")
+    label = incident.get("state_label") or {}
+    text = t(
+        "status.found",
+        language,
+        prefix=" ".join(prefix),  # "P A": letters, not a word
+        year=year,
+        number=int(number),
+        state=label.get(language) or label.get("vi") or incident.get("state", ""),
+    )
+    if incident.get("due_at"):
+        due = datetime.fromisoformat(str(incident["due_at"])).astimezone(zone)
+        text += " " + t("status.due", language, date=due.strftime("%d/%m/%Y"))
+    return text
 
 
 def _description_lines(desc: Description) -> list[str]:

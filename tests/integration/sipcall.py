@@ -200,7 +200,8 @@ def dtmf_pcaps(folder: Path, digits: str) -> None:
     order pressed, makes any sequence of keys arrive like one phone's.
     """
     for n, digit in enumerate(digits, start=1):
-        data = bytearray((PCAPS / f"dtmf_2833_{digit}.pcap").read_bytes())
+        name = {"#": "pound", "*": "star"}.get(digit, digit)
+        data = bytearray((PCAPS / f"dtmf_2833_{name}.pcap").read_bytes())
         offset, first = 24, None  # pcap global header; Ethernet link type
         while offset < len(data):
             length = struct.unpack_from("<I", data, offset + 8)[0]
@@ -241,3 +242,57 @@ def speech_pcap(wav: Path, target: Path, *, silence_s: float = 5.0, first: int =
         out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
         out += frame
     target.write_bytes(bytes(out))
+
+
+def keys_scenario(ani: str, pauses_ms: list[int], *, wait_bye_ms: int = 60_000) -> str:
+    """A caller who presses key1.pcap, key2.pcap, ... (dtmf_pcaps), each after its pause
+    from `pauses_ms`, then stays until the switchboard hangs up (BYE)."""
+    head = _HEAD.format(ani=ani, peer="")
+    dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
+    keys = "\n".join(
+        f'  <pause milliseconds="{pause}"/>\n'
+        f'  <nop><action><exec play_pcap_audio="key{n}.pcap"/></action></nop>'
+        for n, pause in enumerate(pauses_ms, start=1)
+    )
+    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="keys">
+  <send retrans="500"><![CDATA[
+      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      {head}
+      CSeq: 1 INVITE
+      Content-Type: application/sdp
+      Content-Length: [len]
+
+      v=0
+      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      s=-
+      c=IN IP[local_ip_type] [local_ip]
+      t=0 0
+      m=audio [auto_media_port] RTP/AVP 0 101
+      a=rtpmap:0 PCMU/8000
+      a=rtpmap:101 telephone-event/8000
+      a=fmtp:101 0-15
+  ]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="183" optional="true"/>
+  <recv response="200"/>
+  <send><![CDATA[
+      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      {dialog}
+      CSeq: 1 ACK
+      Content-Length: 0
+  ]]></send>
+{keys}
+  <recv request="BYE" timeout="{wait_bye_ms}"/>
+  <send><![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+  ]]></send>
+</scenario>
+"""

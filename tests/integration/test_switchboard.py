@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -24,16 +25,23 @@ from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu, parse_menu
-from telephony.ivr.prompts import ensure_prompts, speak
+from telephony.ivr.prompts import announcement_name, ensure_prompts, speak
 from telephony.role import build_switchboard, caller_lookup_server
 from telephony.settings import SwitchboardSettings
 from telephony.softphone.agent_phone import AgentPhone
 from telephony.speech.models import ensure_whisper_base
 from telephony.speech.whisper import WhisperEngine
-from telephony.switchboard.app import Switchboard
+from telephony.switchboard.app import Switchboard, status_text
 from telephony.switchboard.blocked import BlockedNumbers
 from tests.helpers import report, wait_until
-from tests.integration.sipcall import SIPP, Caller, dtmf_pcaps, free_udp_port, speech_pcap
+from tests.integration.sipcall import (
+    SIPP,
+    Caller,
+    dtmf_pcaps,
+    free_udp_port,
+    keys_scenario,
+    speech_pcap,
+)
 
 pytestmark = pytest.mark.asterisk
 
@@ -363,6 +371,43 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
     finally:
         if sipp.returncode is None:
             sipp.kill()
+
+
+async def test_a_1022_caller_hears_the_state_of_their_report_by_its_code(hub: Hub) -> None:
+    """Tracking-code read-out: Vietnamese, "status of a report", the code keyed in as the
+    year and the number, then #; the switchboard reads out the state and says goodbye."""
+    await hub.kill_app()
+    await hub.start_app(menu=load_menu())
+    api = InProcessCoreApi(core=hub.core, principal=SYSTEM)
+    report_ = await api.report_incident(report(channel="phone"))
+    _prefix, year, number = report_["code"].split("-")
+    digits = "12" + year + str(int(number)) + "#"
+    dtmf_pcaps(hub.folder, digits)
+    # Key 1 in the welcome, 2 in the service menu, the code from 1.5 s into its prompt.
+    pauses = [1500, 2500, 1500, *[400] * (len(digits) - 3)]
+    (hub.folder / "status.xml").write_text(keys_scenario("0912000055", pauses))
+    sipp = await asyncio.create_subprocess_exec(
+        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(hub.folder / "status.xml")),
+        *("-s", "1022", "-i", "127.0.0.1", "-p", str(free_udp_port())),
+        *("-mp", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", "60s"),
+        cwd=str(hub.folder),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert await asyncio.wait_for(sipp.wait(), 60) == 0, "the switchboard hung up"
+    finally:
+        if sipp.returncode is None:
+            sipp.kill()
+    call = await hub.call_of("0912000055", "1022", status="ended")
+    assert call["ivr_choices"] == [["lang", "1"], ["service", "2"], ["status", digits[2:-1]]]
+    assert call["outcome"] == "self_served"  # served by the menu: no call-back item
+    assert not [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000055"]
+    # What was read out: this report's state, in Vietnamese.
+    said = status_text("vi", await api.get_incident(report_["code"]), ZoneInfo("Asia/Ho_Chi_Minh"))
+    assert report_["state_label"]["vi"] in said and year in said
+    heard = hub.pbx.state_dir / "sounds" / "vi" / "dyn" / f"{announcement_name(said, 'vi')}.wav"
+    assert heard.is_file() and heard.stat().st_size > 8000 * 2 * 2
 
 
 async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: Hub) -> None:

@@ -92,6 +92,57 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
         ],
     ),
     (
+        "the status of a report: keys cut the prompt short, '*' means nothing, '#' ends it",
+        HOTLINE,
+        NOON,
+        [Play("welcome", "vi")],
+        [
+            *_lang_heard(),
+            (Timeout(), [VI_MENU]),
+            (Digit("2"), [StopPrompt(), Play("status-enter", "vi")]),
+            (Digit("2"), [StopPrompt(), Listen(6.0)]),
+            (DONE, []),  # the stopped prompt reporting
+            (Digit("0"), [Listen(6.0)]),
+            (Digit("*"), []),
+            (
+                Digit("#"),
+                [Finish("status", "vi", (("service", "2"), ("status", "20")), entered="20")],
+            ),
+        ],
+    ),
+    (
+        "the status of a report: silence after some keys ends the code",
+        HOTLINE,
+        NOON,
+        [Play("welcome", "vi")],
+        [
+            *_lang_heard(),
+            (Timeout(), [VI_MENU]),
+            (Digit("2"), [StopPrompt(), Play("status-enter", "vi")]),
+            (DONE, [Listen(6.0)]),
+            (Digit("#"), [Listen(6.0)]),  # nothing keyed yet: '#' alone ends nothing
+            (Digit("7"), [Listen(6.0)]),
+            (
+                Timeout(),
+                [Finish("status", "vi", (("service", "2"), ("status", "7")), entered="7")],
+            ),
+        ],
+    ),
+    (
+        "the status of a report: nothing keyed in leads to an operator",
+        HOTLINE,
+        NOON,
+        [Play("welcome", "vi")],
+        [
+            *_lang_heard(),
+            (Timeout(), [VI_MENU]),
+            (Digit("2"), [StopPrompt(), Play("status-enter", "vi")]),
+            (DONE, [Listen(6.0)]),
+            (Timeout(), [Play("connecting", "vi")]),
+            (DONE, [Finish("queue", "vi", (("service", "2"),))]),
+        ],
+    ),
+    (
         "report an incident: the instructions play, then the recording; a failed recording "
         "still leads to the queue, without a description",
         HOTLINE,
@@ -133,7 +184,7 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
         [Play("welcome", "vi")],
         [
             (Digit("1"), [StopPrompt(), VI_MENU]),
-            (Digit("2"), [StopPrompt(), Play("connecting", "vi")]),
+            (Digit("0"), [StopPrompt(), Play("connecting", "vi")]),
         ],
     ),
     (
@@ -178,7 +229,7 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
         ],
     ),
     (
-        "procedures, back to the main menu with *, hear it again with 9, then 2",
+        "procedures, back to the main menu with *, hear it again with 9, then 0",
         HOTLINE,
         NOON,
         [Play("welcome", "vi")],
@@ -189,7 +240,7 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
             (Digit("*"), [VI_MENU]),
             (Digit("9"), [StopPrompt(), VI_MENU]),
             (DONE, [Listen(6.0)]),
-            (Digit("2"), [Play("connecting", "vi")]),
+            (Digit("0"), [Play("connecting", "vi")]),
             (
                 DONE,
                 [
@@ -201,7 +252,7 @@ CASES: list[tuple[str, Menu, datetime, list[Action], list[tuple[Event, list[Acti
                             ("service", "3"),
                             ("procedures", "*"),
                             ("service", "9"),
-                            ("service", "2"),
+                            ("service", "0"),
                         ),
                     )
                 ],

@@ -29,10 +29,10 @@ def test_the_1022_menu_loads() -> None:
     assert lang.choices["2"] == Target(node="service", language="en")
     service = menu.nodes["service"]
     assert service.during_hours
-    assert {d: t.outcome for d, t in service.choices.items() if t.outcome} == {
-        "2": "queue",
-        "0": "queue",
-    }
+    assert {d: t.outcome for d, t in service.choices.items() if t.outcome} == {"0": "queue"}
+    assert service.choices["2"].node == "status"
+    status = menu.nodes["status"]
+    assert status.collect_digits == 12 and status.then == Target(outcome="status")
     assert service.choices["3"].node == "procedures"
     # "Report an incident": the caller says what happened after the tone, then is queued.
     assert service.choices["1"].node == "describe"
@@ -197,6 +197,15 @@ DELETE = object()
         (_set("nodes.service.during_hours", "yes"), "node 'service' during_hours: must be true"),
         (_set("nodes.service.timeout", 6), "node 'service': unknown key(s) timeout"),
         (_set("nodes.describe.record_s", 0), "node 'describe' record_s: must be above 0"),
+        (_set("nodes.status.collect_digits", 0), "node 'status' collect_digits: must be between"),
+        (
+            _set("nodes.status.collect_digits", "12"),
+            "node 'status' collect_digits: must be a whole",
+        ),
+        (
+            _set("nodes.status.choices", {"1": {"outcome": "queue"}}),
+            "node 'status': a collecting node takes no choices",
+        ),
         (_set("nodes.describe.record_s", 600), "node 'describe' record_s: must be above 0"),
         (_set("nodes.describe.record_s", "20"), "node 'describe' record_s: must be a number"),
         (
@@ -209,7 +218,7 @@ DELETE = object()
         ),
         (
             _set("nodes.service.then", {"outcome": "queue"}),
-            "node 'service' then: only a recording node (record_s) has then",
+            "node 'service' then: only a recording or collecting node",
         ),
         (
             _set("nodes.service.on_timeout", {"next": "lobby"}),
