@@ -67,6 +67,7 @@ def build_switchboard(
     timezone: str = "Asia/Ho_Chi_Minh",
     tracking_prefix: str = "PA",
     live_max: int | None = None,
+    announce_s: int | None = None,
 ) -> Switchboard:
     """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
     ari = AriClient(
@@ -101,6 +102,7 @@ def build_switchboard(
         sounds=sounds,
         timezone=timezone,
         tracking_prefix=tracking_prefix,
+        announce_s=asterisk.announce_s if announce_s is None else announce_s,
         live_max=asterisk.live_max if live_max is None else live_max,
         audiosocket_port=asterisk.audiosocket_port,
     )

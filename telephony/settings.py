@@ -67,6 +67,12 @@ VARIABLES: tuple[Variable, ...] = (
         "Seconds a 1022 caller waits in the queue before leaving a message.",
         int,
     ),
+    Variable(
+        "IOC_QUEUE_ANNOUNCE_S",
+        "45",
+        "Seconds between telling waiting callers their place in line; 0 = never.",
+        int,
+    ),
     Variable("IOC_RECORD_CALLS", "1", "Record answered calls (MixMonitor, wav); 0 = off.", bool),
     Variable("IOC_SWITCHBOARD", "auto", "Run the switchboard app: auto (when set up), on, off."),
     Variable("IOC_ASTERISK_HOST", "127.0.0.1", "Where the switchboard reaches ARI and AMI."),

@@ -44,6 +44,7 @@ class AsteriskSettings:
     agi_port: int = 4573
     audiosocket_port: int = 9092
     live_max: int = 2  # calls transcribed live at once
+    announce_s: int = 45  # waiting callers hear their place in line this often (0: never)
     trunk_ips: tuple[str, ...] = ("127.0.0.1",)
     trunk_contact: str = "sip:127.0.0.1:5070"
     record_calls: bool = True
@@ -82,6 +83,7 @@ class AsteriskSettings:
             agi_port=num("AGI_PORT", 4573),
             audiosocket_port=num("AUDIOSOCKET_PORT", 9092),
             live_max=int(env.get("IOC_STT_LIVE_MAX", 2)),
+            announce_s=int(env.get("IOC_QUEUE_ANNOUNCE_S", 45)),
             hotline_max_wait_s=int(env.get("IOC_HOTLINE_MAX_WAIT_S", 300)),
             trunk_contact=env.get("IOC_ASTERISK_TRUNK_CONTACT", "sip:127.0.0.1:5070"),
             record_calls=env.get("IOC_RECORD_CALLS", "1").lower()

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -37,6 +38,7 @@ from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.streaming import StreamResult
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.audiosocket import AudioSocketServer
+from telephony.switchboard.live import PREFIX as TAP_PREFIX
 from telephony.switchboard.live import LiveTaps
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
 
@@ -95,6 +97,7 @@ class Switchboard:
         sounds: Path | None = None,
         timezone: str = "Asia/Ho_Chi_Minh",
         tracking_prefix: str = "PA",
+        announce_s: int = 0,
         live_max: int = 0,
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
@@ -111,6 +114,8 @@ class Switchboard:
         self._sounds = sounds  # where prompts are made (dynamic announcements go there too)
         self._zone = ZoneInfo(timezone)
         self._tracking_prefix = tracking_prefix
+        self._announce_s = announce_s  # queue-position announcements every so often; 0 = off
+        self._whispering: set[str] = set()  # callers hearing an announcement now
         # Live transcripts of queued and answered callers (OP-1).
         self._live = (
             LiveTaps(
@@ -147,6 +152,7 @@ class Switchboard:
             self.ari.run(self.on_ari, on_connect=self.ari_connected),
             self.ami.run(self.on_ami, on_connect=self.ami_connected),
             self._callback_loop(),
+            self._position_loop(),
         )
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
@@ -183,8 +189,10 @@ class Switchboard:
         channel = event.get("channel") or {}
         # Playback*/Recording* events name their channel only in target_uri (channel_of).
         cid = channel_of(event) or ""
-        if kind == "StasisStart" and self._live is not None and self._live.owns(cid):
-            self._live.entered_stasis(cid)  # a tap's own channel, not a caller
+        if kind == "StasisStart" and LiveTaps.owns(cid):
+            # A tap's or a whisper's own channel, not a caller.
+            if self._live is not None:
+                self._live.entered_stasis(cid)
         elif kind == "StasisStart":
             args = list(event.get("args") or [])
             route = args[0] if args else ""
@@ -670,6 +678,61 @@ class Switchboard:
             if exc.status == 404:
                 return None
             raise
+
+    async def _position_loop(self) -> None:
+        """Every `announce_s`, callers who have waited that long hear their place in line."""
+        if not self._announce_s or self._sounds is None:
+            return
+        while True:
+            await asyncio.sleep(self._announce_s)
+            if not self.ami.connected.is_set():
+                continue
+            try:
+                entries = await self.ami.list_action("QueueStatus")
+            except Exception:
+                logger.warning("queue positions unavailable", exc_info=True)
+                continue
+            for entry in entries:
+                uid = entry.get("Uniqueid", "")
+                if entry.get("Event") != "QueueEntry" or not uid or uid in self._whispering:
+                    continue
+                if int(entry.get("Wait") or 0) >= self._announce_s:
+                    self._spawn(self._announce_position(uid, int(entry.get("Position") or 1)))
+
+    async def _announce_position(self, uid: str, position: int) -> None:
+        """Whisper "you are number N in line" to a caller waiting in app_queue: a snoop channel
+        (whisper=out) carries the announcement over the queue's music without moving the call,
+        so a failure here cannot lose the caller's place."""
+        assert self._sounds is not None
+        self._whispering.add(uid)
+        whisper = f"{TAP_PREFIX}w-{uuid.uuid4().hex[:16]}"
+        events = self._sessions.setdefault(whisper, asyncio.Queue())
+        try:
+            call = await self.store.get_call(uid)
+            language = call["language"] if call and call.get("ivr_done_at") else "vi"
+            text = t("queue.position", language, position=position)
+            media = await asyncio.to_thread(announcement, text, language, self._sounds)
+            await self.ari.request(
+                "POST", f"/channels/{uid}/snoop", app=self.ari.app, whisper="out", spy="none",
+                snoopId=whisper, appArgs="whisper",
+            )  # fmt: skip
+            for attempt in range(20):  # the snoop channel enters Stasis just after the POST
+                try:
+                    await self._play(whisper, media, events)
+                    break
+                except AriError as exc:
+                    if exc.status not in (404, 409, 422) or attempt == 19:
+                        raise
+                    await asyncio.sleep(0.05)
+        except ChannelGone:
+            pass  # the caller left, or was answered, meanwhile
+        except Exception:
+            logger.warning("position announcement failed for %s", uid, exc_info=True)
+        finally:
+            self._sessions.pop(whisper, None)
+            self._whispering.discard(uid)
+            with contextlib.suppress(ChannelGone, AriError):
+                await self.ari.request("DELETE", f"/channels/{whisper}")
 
     async def _greet(self, cid: str, item: Mapping[str, Any]) -> None:
         """Tell the citizen who is calling and why: the service and the time they called."""

@@ -24,6 +24,7 @@ from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
+from telephony.i18n import t
 from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import announcement_name, ensure_prompts, speak
 from telephony.role import build_switchboard, caller_lookup_server
@@ -77,7 +78,12 @@ class Hub:
     task: asyncio.Task[Any] | None = None
 
     async def start_app(
-        self, menu: Menu | None = None, *, live_max: int = 0, language: str = "vi"
+        self,
+        menu: Menu | None = None,
+        *,
+        live_max: int = 0,
+        language: str = "vi",
+        announce_s: int = 0,
     ) -> None:
         """`live_max`: live transcripts (off unless a test is about them: they cost CPU)."""
         self.sb = build_switchboard(
@@ -90,6 +96,7 @@ class Hub:
             spool=self.pbx.spool_dir,
             sounds=self.pbx.state_dir / "sounds",
             live_max=live_max,
+            announce_s=announce_s,
         )
         self.task = asyncio.create_task(self.sb.run())
         await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
@@ -371,6 +378,49 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
     finally:
         if sipp.returncode is None:
             sipp.kill()
+
+
+async def test_a_waiting_caller_hears_their_place_in_line_without_losing_it(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queue-position announcements whispered over app_queue's music (a snoop channel with
+    whisper=out): the caller stays queued, and the whisper channel goes away."""
+    await hub.kill_app()
+    await hub.start_app(announce_s=2)  # production: IOC_QUEUE_ANNOUNCE_S, 45 s
+    played: list[str] = []  # channels whose playback Asterisk reported finished
+    play = hub.sb._play
+
+    async def spy(cid: str, media: str, events: Any) -> None:
+        await play(cid, media, events)
+        played.append(cid)
+
+    monkeypatch.setattr(hub.sb, "_play", spy)
+    caller = await hub.caller("1022", "0912000066", hold_ms=12_000).start()
+    try:
+        queued = await hub.call_of("0912000066", "1022", status="queued")
+        said = t("queue.position", "vi", position=1)
+        heard = hub.pbx.state_dir / "sounds" / "vi" / "dyn" / f"{announcement_name(said, 'vi')}.wav"
+        await wait_until(heard.is_file, 15, "the position announcement made")
+
+        async def whispered() -> bool:
+            channels = await hub.sb.ari.request("GET", "/channels")
+            return any(str(c["id"]).startswith("ioc-tap-w-") for c in channels)
+
+        await wait_until(whispered, 10, "a whisper channel on the caller")
+        await wait_until(
+            lambda: any(c.startswith("ioc-tap-w-") for c in played), 15, "the whisper played"
+        )
+        assert (await hub.store.get_call(queued["id"]) or {})["status"] == "queued"
+        assert await caller.done() == 0
+    finally:
+        caller.stop()
+    await hub.call_of("0912000066", "1022", status="ended")
+
+    async def no_whisper_left() -> bool:
+        channels = await hub.sb.ari.request("GET", "/channels")
+        return not any(str(c["id"]).startswith("ioc-tap-") for c in channels)
+
+    await wait_until(no_whisper_left, 10, "the whisper channel gone")
 
 
 async def test_a_1022_caller_hears_the_state_of_their_report_by_its_code(hub: Hub) -> None:
