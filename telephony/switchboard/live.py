@@ -89,10 +89,6 @@ class LiveTaps:
     def owns(channel_id: str) -> bool:
         return channel_id.startswith(PREFIX)
 
-    @property
-    def active(self) -> list[str]:
-        return list(self._taps)
-
     def entered_stasis(self, channel_id: str) -> None:
         if (waiting := self._entered.get(channel_id)) is not None and not waiting.done():
             waiting.set_result(None)
@@ -110,8 +106,13 @@ class LiveTaps:
         stream = LiveStream(
             self._engine, language=language, on_result=partial(self._on_result, uid, language)
         )
-        tap = Tap(uid=uid, tag=stream_id.hex[:16], stream=stream, ended=lambda: None)
-        tap.ended = lambda: self._later(self.detach(uid))
+        # The socket closed (call over): finish the tap from outside the socket's task.
+        tap = Tap(
+            uid=uid,
+            tag=stream_id.hex[:16],
+            stream=stream,
+            ended=lambda: self._later(self.detach(uid)),
+        )
         self._taps[uid] = tap
         tap.unregister = self._server.register(stream_id, tap)
         loop = asyncio.get_running_loop()
