@@ -38,7 +38,7 @@ from bench.stats import finite, percentile
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from nlu.keywords import fold
-from telephony.speech.audio import RATE, decode16k
+from telephony.speech.audio import RATE, as_pcm16, decode16k
 from telephony.speech.engine import Transcript
 from telephony.speech.models import stt_model_dir
 from telephony.speech.streaming import LiveStream, StreamResult
@@ -132,7 +132,10 @@ class FileScore:
 
 
 async def score_files(
-    engine: Any, items: list[tuple[Sentence, Path]], languages: Sequence[str] = ("vi", "en")
+    engine: Any,
+    items: list[tuple[Sentence, Path]],
+    languages: Sequence[str] = ("vi", "en"),
+    label: str | None = None,
 ) -> list[FileScore]:
     out = []
     for language in languages:
@@ -152,7 +155,7 @@ async def score_files(
                 samples.append((s.text, t.text))
         out.append(
             FileScore(
-                engine=engine.name,
+                engine=label or engine.name,
                 language=language,
                 files=len(mine),
                 wer=float(np.mean(wers)),
@@ -201,7 +204,7 @@ def call_audio(items: list[tuple[Sentence, Path]], language: str) -> tuple[bytes
         audio16 = decode16k(path)
         parts += [audio16[::2], pause]
     audio = np.concatenate(parts)
-    return (np.clip(audio, -1, 1) * 32767).astype("<i2").tobytes(), len(chosen)
+    return as_pcm16(audio), len(chosen)
 
 
 async def stream_calls(engine: WhisperEngine, pcm: bytes, expected: int, n: int) -> StreamScore:
@@ -315,8 +318,7 @@ async def run(streams: Sequence[int], json_path: Path | None) -> str:
         files += await score_files(BareWhisper(model_dir), items)
         for grammar in (KOREAN_GRAMMAR, ()):
             vosk = VoskEngine(model_dir=KOREAN_MODEL, language="ko", grammar=grammar)
-            vosk.name = f"vosk ko ({vosk.mode})"
-            files += await score_files(vosk, items, ("ko",))
+            files += await score_files(vosk, items, ("ko",), f"vosk ko ({vosk.mode})")
         pcm, expected = call_audio(items, "en")
         results = [await stream_calls(ours, pcm, expected, n) for n in streams]
     text = _render(files, results, model_dir.name)

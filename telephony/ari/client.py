@@ -64,6 +64,21 @@ class AriClient:
         """Hand the channel back to the dialplan (the priority after Stasis() by default)."""
         await self.request("POST", f"/channels/{channel_id}/continue", **where)
 
+    async def record(self, channel_id: str, name: str, *, max_s: int, silence_s: int) -> None:
+        """Record the caller after a beep into the recordings spool as `name`.wav; `#`,
+        `silence_s` of quiet or `max_s` ends it (RecordingFinished/RecordingFailed follow)."""
+        await self.request(
+            "POST",
+            f"/channels/{channel_id}/record",
+            name=name,
+            format="wav",
+            maxDurationSeconds=max_s,
+            maxSilenceSeconds=silence_s,
+            beep="true",
+            terminateOn="#",
+            ifExists="overwrite",
+        )
+
     async def channels(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self.request("GET", "/channels")
         return result

@@ -123,16 +123,15 @@ def start(menu: Menu, now: datetime) -> Step:
 def step(menu: Menu, state: State, event: Event) -> Step:
     if isinstance(event, PromptDone):
         return _prompt_done(menu, state)
+    node = menu.nodes[state.node]
     if isinstance(event, Recorded):
         if state.phase != "recording":
             return state, []
-        node = menu.nodes[state.node]
         return _go(menu, replace(state, described=state.described or event.saved), node.then)
-    node = menu.nodes[state.node]
     if node.collect_digits and state.phase in ("prompting", "collecting"):
         return _collect(menu, state, event)
     if isinstance(event, Digit):
-        if state.phase == "prompting" and menu.nodes[state.node].record_s:
+        if state.phase == "prompting" and node.record_s:
             return _record(menu, state, [StopPrompt()])  # skip the instructions
         if state.phase == "prompting":
             state, actions = _digit(menu, state, event.digit)
@@ -142,7 +141,7 @@ def step(menu: Menu, state: State, event: Event) -> Step:
         return state, []  # an announcement is not interrupted; done is done
     if state.phase != "listening":
         return state, []  # a timer that fired late
-    return _fail(menu, state, menu.no_input_prompt, menu.nodes[state.node].on_timeout)
+    return _fail(menu, state, menu.no_input_prompt, node.on_timeout)
 
 
 # ---------------------------------------------------------------------------------- internals

@@ -182,6 +182,20 @@ class _Parser:
             raise self.fail(where, "must be true or false")
         return value
 
+    def seconds(self, value: Any, where: str, most: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self.fail(where, "must be a number of seconds")
+        if not 0 < value <= most:
+            raise self.fail(where, f"must be above 0 and at most {most:g}")
+        return float(value)
+
+    def whole(self, value: Any, where: str, least: int, most: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self.fail(where, "must be a whole number")
+        if not least <= value <= most:
+            raise self.fail(where, f"must be between {least} and {most}")
+        return value
+
     def outcome(self, value: Any, where: str) -> Outcome:
         if value not in OUTCOMES:
             raise self.fail(where, f"outcome {value!r} is not one of {', '.join(OUTCOMES)}")
@@ -264,16 +278,8 @@ class _Parser:
         prompt_list = prompt_value if isinstance(prompt_value, list) else [prompt_value]
         if not prompt_list:
             raise self.fail(where, "prompt must name at least one prompt")
-        timeout = table.get("timeout_s", 5)
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float):
-            raise self.fail(f"{where} timeout_s", "must be a number of seconds")
-        if not 0 < timeout <= MAX_TIMEOUT_S:
-            raise self.fail(f"{where} timeout_s", f"must be above 0 and at most {MAX_TIMEOUT_S:g}")
-        retries = table.get("retries", 2)
-        if isinstance(retries, bool) or not isinstance(retries, int):
-            raise self.fail(f"{where} retries", "must be a whole number")
-        if not 0 <= retries <= MAX_RETRIES:
-            raise self.fail(f"{where} retries", f"must be between 0 and {MAX_RETRIES}")
+        timeout = self.seconds(table.get("timeout_s", 5), f"{where} timeout_s", MAX_TIMEOUT_S)
+        retries = self.whole(table.get("retries", 2), f"{where} retries", 0, MAX_RETRIES)
         choices_raw = table.get("choices", {})
         if not isinstance(choices_raw, dict):
             raise self.fail(f"{where} choices", "must be a table of digit = target")
@@ -286,20 +292,12 @@ class _Parser:
             choices[digit] = self.target(target, f"{where} choice {digit!r}")
         record_s = table.get("record_s")
         if record_s is not None:
-            if isinstance(record_s, bool) or not isinstance(record_s, int | float):
-                raise self.fail(f"{where} record_s", "must be a number of seconds")
-            if not 0 < record_s <= MAX_RECORD_S:
-                raise self.fail(
-                    f"{where} record_s", f"must be above 0 and at most {MAX_RECORD_S:g}"
-                )
+            record_s = self.seconds(record_s, f"{where} record_s", MAX_RECORD_S)
             if choices:
                 raise self.fail(where, "a recording node takes no choices (# ends the recording)")
         collect = table.get("collect_digits")
         if collect is not None:
-            if isinstance(collect, bool) or not isinstance(collect, int):
-                raise self.fail(f"{where} collect_digits", "must be a whole number")
-            if not 1 <= collect <= MAX_DIGITS:
-                raise self.fail(f"{where} collect_digits", f"must be between 1 and {MAX_DIGITS}")
+            collect = self.whole(collect, f"{where} collect_digits", 1, MAX_DIGITS)
             if choices or record_s is not None:
                 raise self.fail(where, "a collecting node takes no choices and records nothing")
         if record_s is None and collect is None and "then" in table:
@@ -311,13 +309,13 @@ class _Parser:
             name=name,
             prompts=tuple(self.prompt(p, f"{where} prompt") for p in prompt_list),
             all_languages=self.flag(table.get("all_languages", False), f"{where} all_languages"),
-            timeout_s=float(timeout),
+            timeout_s=timeout,
             retries=retries,
             choices=MappingProxyType(choices),
             on_timeout=self.target(table.get("on_timeout"), f"{where} on_timeout"),
             on_invalid=self.target(table.get("on_invalid"), f"{where} on_invalid"),
             during_hours=self.flag(table.get("during_hours", False), f"{where} during_hours"),
-            record_s=None if record_s is None else float(record_s),
+            record_s=record_s,
             collect_digits=collect,
             then=self.target(table.get("then"), f"{where} then"),
         )

@@ -121,16 +121,8 @@ class _Session:
             self.listen_until = self.loop.time() + action.timeout_s
         elif isinstance(action, engine.Record):
             self.recording = f"{DESCRIPTIONS}/{self.channel_id}"
-            await self.ari.request(
-                "POST",
-                f"/channels/{self.channel_id}/record",
-                name=self.recording,
-                format="wav",
-                maxDurationSeconds=int(action.max_s),
-                maxSilenceSeconds=SILENCE_ENDS_S,
-                beep="true",
-                terminateOn="#",
-                ifExists="overwrite",
+            await self.ari.record(
+                self.channel_id, self.recording, max_s=int(action.max_s), silence_s=SILENCE_ENDS_S
             )
             # A recording makes no PlaybackFinished: the guard must wait out its whole length.
             self.listen_until = None

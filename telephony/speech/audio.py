@@ -6,9 +6,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from telephony.speech.engine import SpeechError
 
 RATE = 16_000
+
+
+def as_pcm16(samples: Any) -> bytes:
+    """float samples in [-1, 1] as signed 16-bit little-endian PCM (what engines take)."""
+    return bytes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
 def decode16k(path: Path) -> Any:

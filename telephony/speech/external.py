@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import numpy as np
 
-from telephony.speech.audio import RATE, decode16k
+from telephony.speech.audio import RATE, as_pcm16, decode16k
 from telephony.speech.engine import Segment, SpeechError, Transcript
 
 FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
@@ -27,10 +26,6 @@ FRAME_BYTES = RATE // 50 * 2  # 20 ms of 16-bit mono
 def pcm16(path: Path) -> bytes:
     """Any audio file as 16 kHz mono signed 16-bit little-endian PCM."""
     return as_pcm16(decode16k(path))
-
-
-def as_pcm16(samples: Any) -> bytes:
-    return bytes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
 
 
 class ExternalEngine:

@@ -66,10 +66,14 @@ class Vad:
         return VadState(True, spoken, quiet, frames), None
 
 
-def is_speech(frame: Any, floor: float) -> bool:
-    """Energy above the noise floor: RMS of float samples, at least ~-42 dBFS."""
-    rms = float(np.sqrt(np.mean(np.square(frame)))) if len(frame) else 0.0
-    return rms > max(0.008, 3.0 * floor)
+def rms(frame: Any) -> float:
+    """Root mean square of float samples (0 for an empty frame)."""
+    return float(np.sqrt(np.mean(np.square(frame)))) if len(frame) else 0.0
+
+
+def is_speech(level: float, floor: float) -> bool:
+    """Energy (RMS) above the noise floor, and at least ~-42 dBFS."""
+    return level > max(0.008, 3.0 * floor)
 
 
 # ---------------------------------------------------------------------------- the stream
@@ -143,10 +147,10 @@ class LiveStream:
         self._rest = data[whole:]
 
     def _push(self, frame: Any) -> None:
-        speech = is_speech(frame, self._floor)
+        level = rms(frame)
+        speech = is_speech(level, self._floor)
         if not speech:
-            rms = float(np.sqrt(np.mean(np.square(frame))))
-            self._floor = 0.95 * self._floor + 0.05 * rms if self._floor else rms
+            self._floor = 0.95 * self._floor + 0.05 * level if self._floor else level
         at = self._received / self._rate
         self._received += len(frame)
         self._state, event = self._vad.step(self._state, speech)

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from telephony.speech.audio import RATE, decode16k
+from telephony.speech.audio import RATE, as_pcm16, decode16k
 from telephony.speech.engine import Segment, SpeechError, Transcript
 
 UNKNOWN = "[unk]"
@@ -75,10 +75,10 @@ class VoskEngine:
             else vosk.KaldiRecognizer(model, RATE)
         )
         rec.SetWords(True)
-        pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype("<i2")
+        pcm = as_pcm16(audio)
         results = []
-        for i in range(0, len(pcm), CHUNK):
-            if rec.AcceptWaveform(pcm[i : i + CHUNK].tobytes()):
+        for i in range(0, len(pcm), CHUNK * 2):  # 2 bytes a sample
+            if rec.AcceptWaveform(pcm[i : i + CHUNK * 2]):
                 results.append(json.loads(rec.Result()))
         results.append(json.loads(rec.FinalResult()))
         segments = [segment(r) for r in results if r.get("text")]

@@ -39,7 +39,7 @@ from telephony.speech.streaming import StreamResult
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.audiosocket import AudioSocketServer
 from telephony.switchboard.live import PREFIX as TAP_PREFIX
-from telephony.switchboard.live import LiveTaps
+from telephony.switchboard.live import LiveTaps, owned, remove_leftovers
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
 
 logger = logging.getLogger(__name__)
@@ -189,7 +189,7 @@ class Switchboard:
         channel = event.get("channel") or {}
         # Playback*/Recording* events name their channel only in target_uri (channel_of).
         cid = channel_of(event) or ""
-        if kind == "StasisStart" and LiveTaps.owns(cid):
+        if kind == "StasisStart" and owned(cid):
             # A tap's or a whisper's own channel, not a caller.
             if self._live is not None:
                 self._live.entered_stasis(cid)
@@ -306,17 +306,7 @@ class Switchboard:
         try:
             if announce:
                 await self._say(cid, announce, language, events)
-            await self.ari.request(
-                "POST",
-                f"/channels/{cid}/record",
-                name=name,
-                format="wav",
-                maxDurationSeconds=120,
-                maxSilenceSeconds=10,
-                beep="true",
-                terminateOn="#",
-                ifExists="overwrite",
-            )
+            await self.ari.record(cid, name, max_s=120, silence_s=10)
             while True:
                 event = await asyncio.wait_for(events.get(), 150)
                 if event.get("type") in ("RecordingFinished", "RecordingFailed"):
@@ -476,17 +466,18 @@ class Switchboard:
         )
         if done is None:
             return
+        ended = done.call.get("status") == "ended"
         if self._live is not None and done.call["direction"] == "in":
             if observed.fact is Fact.QUEUED:
                 # The language the caller chose in the menu; else the configured one (an
                 # emergency caller is never asked).
                 chosen = done.call.get("language") if done.call.get("ivr_done_at") else None
                 self._spawn(self._live.attach(observed.uid, chosen))
-            elif done.call.get("status") == "ended":
+            elif ended:
                 self._spawn(self._live.detach(observed.uid))
         if Effect.DRAFT_INCIDENT in done.effects and done.call["direction"] == "in":
             self._spawn(self._draft(done.call))
-        elif done.call.get("status") == "ended":
+        elif ended:
             # Nobody answered: no draft will take the description (its transcript stays on
             # the call); forget the task so a busy day does not keep them all.
             self._descriptions.pop(done.call["id"], None)
@@ -549,11 +540,12 @@ class Switchboard:
         for call in await self.store.live_calls():
             if call.uid not in live:
                 await self.store.record(call.uid, Fact.LOST, hangup_cause="gone on reconnect")
-        if self._live is not None:
-            await self._live.reconcile()
+        # Taps and whispers whose stream or playback died with an earlier run.
+        held = set(self._sessions) | (self._live.held() if self._live is not None else set())
+        await remove_leftovers(self.ari, held)
         for cid, channel in live.items():
-            if self._live is not None and self._live.owns(cid):
-                continue  # a tap's channel: reconcile() has dealt with it
+            if owned(cid):
+                continue  # a tap's or a whisper's channel, never a caller's
             dialplan = channel.get("dialplan") or {}
             if dialplan.get("app_name") == "Stasis" and cid not in self._sessions:
                 if cid in self._originated:
@@ -650,11 +642,8 @@ class Switchboard:
         try:
             code = tracking_code(self._tracking_prefix, entered)
             incident = await self._lookup(code) if code else None
-            text = status_text(language, incident, self._zone)
             found = incident is not None
-            if self._sounds is not None:
-                media = await asyncio.to_thread(announcement, text, language, self._sounds)
-                await self._play(cid, media, events)
+            await self._announce(cid, status_text(language, incident, self._zone), language, events)
             if found:
                 await self._say(cid, "goodbye", language, events)
         except ChannelGone:
@@ -709,7 +698,7 @@ class Switchboard:
         events = self._sessions.setdefault(whisper, asyncio.Queue())
         try:
             call = await self.store.get_call(uid)
-            language = call["language"] if call and call.get("ivr_done_at") else "vi"
+            language = call["language"] if call else "vi"  # chosen in the menu, else vi
             text = t("queue.position", language, position=position)
             media = await asyncio.to_thread(announcement, text, language, self._sounds)
             await self.ari.request(
@@ -734,10 +723,16 @@ class Switchboard:
             with contextlib.suppress(ChannelGone, AriError):
                 await self.ari.request("DELETE", f"/channels/{whisper}")
 
+    async def _announce(
+        self, cid: str, text: str, language: str, events: asyncio.Queue[Mapping[str, Any]]
+    ) -> None:
+        """Speak `text` to the end (a dynamic announcement, made once per distinct text)."""
+        if self._sounds is not None:
+            media = await asyncio.to_thread(announcement, text, language, self._sounds)
+            await self._play(cid, media, events)
+
     async def _greet(self, cid: str, item: Mapping[str, Any]) -> None:
         """Tell the citizen who is calling and why: the service and the time they called."""
-        if self._sounds is None:
-            return
         language = await self.store.call_language(int(item["call_id"]))
         called = datetime.fromisoformat(str(item["created_at"])).astimezone(self._zone)
         text = t(
@@ -746,8 +741,7 @@ class Switchboard:
             number=" ".join(str(item["service"])),  # "1 1 4", as people say it
             time=called.strftime("%H:%M") if language == "en" else called.strftime("%H giờ %M"),
         )
-        media = await asyncio.to_thread(announcement, text, language, self._sounds)
-        await self._play(cid, media, self._sessions.setdefault(cid, asyncio.Queue()))
+        await self._announce(cid, text, language, self._sessions.setdefault(cid, asyncio.Queue()))
 
     async def _callback_not_answered(self, cid: str, cause: int) -> None:
         callback_id = self._originated.pop(cid, None)

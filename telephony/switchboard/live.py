@@ -6,7 +6,7 @@ agent):
                                                         mixing bridge ◀─────┤
     AudioSocket server (this process) ◀──TCP── externalMedia channel ───────┘
 All three objects carry ids starting with `ioc-tap-`, so the Stasis router leaves them to this
-module, and after a restart the ones left over are found and removed (`reconcile`).
+module, and after a restart the ones left over are found and removed (`remove_leftovers`).
 
 Limits: at most `max_live` taps at once (speech recognition is the costly part); a tap that
 cannot be set up is removed again and the call goes on without it. When the caller hangs up,
@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -61,6 +61,23 @@ class Tap:
         self.stream.feed(pcm)
 
 
+def owned(object_id: str) -> bool:
+    """A channel or bridge of ours (a tap or a whisper), never a caller's."""
+    return object_id.startswith(PREFIX)
+
+
+async def remove_leftovers(ari: AriClient, held: Collection[str]) -> None:
+    """After a (re)connect: channels and bridges of ours that nobody holds any more (their
+    stream or playback died with an earlier run) are removed."""
+    with contextlib.suppress(AriError):
+        for kind in ("channels", "bridges"):
+            for item in await ari.request("GET", f"/{kind}") or []:
+                oid = str(item.get("id", ""))
+                if owned(oid) and oid not in held:
+                    with contextlib.suppress(AriError, ChannelGone):
+                        await ari.request("DELETE", f"/{kind}/{oid}")
+
+
 class LiveTaps:
     def __init__(
         self,
@@ -84,10 +101,6 @@ class LiveTaps:
 
     async def start(self) -> None:
         await self._server.start()
-
-    @staticmethod
-    def owns(channel_id: str) -> bool:
-        return channel_id.startswith(PREFIX)
 
     def entered_stasis(self, channel_id: str) -> None:
         if (waiting := self._entered.get(channel_id)) is not None and not waiting.done():
@@ -159,21 +172,9 @@ class LiveTaps:
         await tap.stream.close()
         logger.info("live transcript of %s ended (%d results)", uid, tap.stream.results)
 
-    async def reconcile(self) -> None:
-        """After a (re)connect: taps left by an earlier run have no stream any more."""
-        with contextlib.suppress(AriError):
-            for channel in await self._ari.request("GET", "/channels") or []:
-                cid = str(channel.get("id", ""))
-                if self.owns(cid) and not any(
-                    cid in (t.snoop, t.media) for t in self._taps.values()
-                ):
-                    with contextlib.suppress(AriError, ChannelGone):
-                        await self._ari.request("DELETE", f"/channels/{cid}")
-            for bridge in await self._ari.request("GET", "/bridges") or []:
-                bid = str(bridge.get("id", ""))
-                if self.owns(bid) and not any(bid == t.bridge for t in self._taps.values()):
-                    with contextlib.suppress(AriError):
-                        await self._ari.request("DELETE", f"/bridges/{bid}")
+    def held(self) -> set[str]:
+        """The ids of every channel and bridge the running taps use."""
+        return {name for t in self._taps.values() for name in (t.snoop, t.media, t.bridge)}
 
     async def close(self) -> None:
         for uid in list(self._taps):

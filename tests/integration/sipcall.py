@@ -7,6 +7,7 @@ import asyncio
 import socket
 import struct
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
@@ -27,21 +28,26 @@ def caller_scenario(
     speak: bool = False,
     speak_after_ms: int = 0,
     voice: Path | None = None,
+    plays: Sequence[tuple[int, str]] = (),
+    hang_up: bool = True,
 ) -> str:
     """INVITE as `ani`, wait for the answer, stay `hold_ms`, then hang up — unless Asterisk
     hangs up first (an agent ended the call), which is accepted too. `speak`: the caller sends
     7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms` after the
     answer (a hang-up from Asterisk during that wait would fail the call); `voice`: a PCMU pcap
-    of its own (speech_pcap) instead."""
-    pcap = voice or PCAPS / "g711a.pcap"
-    codecs = "0 101" if voice or not speak else "8 101"
-    rtpmap = "a=rtpmap:0 PCMU/8000" if voice or not speak else "a=rtpmap:8 PCMA/8000"
-    voice_xml = (
-        f'<pause milliseconds="{speak_after_ms}"/>' * bool(speak_after_ms)
+    of its own (speech_pcap) instead. `plays`: (pause ms, pcap) in turn — keys (dtmf_pcaps),
+    speech. `hang_up=False`: the switchboard must end the call within `hold_ms`, or the
+    scenario fails."""
+    if speak or voice:
+        plays = [(speak_after_ms, str(voice or PCAPS / "g711a.pcap")), *plays]
+    codecs = "8 101" if speak and not voice else "0 101"
+    rtpmap = "a=rtpmap:8 PCMA/8000" if speak and not voice else "a=rtpmap:0 PCMU/8000"
+    voice_xml = "\n".join(
+        f'  <pause milliseconds="{pause}"/>' * bool(pause)
         + f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'
-        if speak or voice
-        else ""
+        for pause, pcap in plays
     )
+    on_timeout = ' ontimeout="hangup"' if hang_up else ""
     head = _HEAD.format(ani=ani, peer="")
     dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
@@ -74,7 +80,7 @@ def caller_scenario(
       Content-Length: 0
   ]]></send>
   {voice_xml}
-  <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
+  <recv request="BYE" timeout="{hold_ms}"{on_timeout}/>
   <send next="end"><![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -142,11 +148,21 @@ class Caller:
         speak: bool = False,
         speak_after_ms: int = 0,
         voice: Path | None = None,
+        plays: Sequence[tuple[int, str]] = (),
+        hang_up: bool = True,
     ):
         self.service, self.ani, self.hold_ms = service, ani, hold_ms
         self._scenario = folder / f"caller-{ani}-{service}.xml"
         self._scenario.write_text(
-            caller_scenario(ani, hold_ms, speak=speak, speak_after_ms=speak_after_ms, voice=voice)
+            caller_scenario(
+                ani,
+                hold_ms,
+                speak=speak,
+                speak_after_ms=speak_after_ms,
+                voice=voice,
+                plays=plays,
+                hang_up=hang_up,
+            )
         )
         self._sip_port = sip_port
         self._proc: asyncio.subprocess.Process | None = None
@@ -242,57 +258,3 @@ def speech_pcap(wav: Path, target: Path, *, silence_s: float = 5.0, first: int =
         out += struct.pack("<IIII", usec // 1_000_000, usec % 1_000_000, len(frame), len(frame))
         out += frame
     target.write_bytes(bytes(out))
-
-
-def keys_scenario(ani: str, pauses_ms: list[int], *, wait_bye_ms: int = 60_000) -> str:
-    """A caller who presses key1.pcap, key2.pcap, ... (dtmf_pcaps), each after its pause
-    from `pauses_ms`, then stays until the switchboard hangs up (BYE)."""
-    head = _HEAD.format(ani=ani, peer="")
-    dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
-    keys = "\n".join(
-        f'  <pause milliseconds="{pause}"/>\n'
-        f'  <nop><action><exec play_pcap_audio="key{n}.pcap"/></action></nop>'
-        for n, pause in enumerate(pauses_ms, start=1)
-    )
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="keys">
-  <send retrans="500"><![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {head}
-      CSeq: 1 INVITE
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[local_ip_type] [local_ip]
-      t=0 0
-      m=audio [auto_media_port] RTP/AVP 0 101
-      a=rtpmap:0 PCMU/8000
-      a=rtpmap:101 telephone-event/8000
-      a=fmtp:101 0-15
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200"/>
-  <send><![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {dialog}
-      CSeq: 1 ACK
-      Content-Length: 0
-  ]]></send>
-{keys}
-  <recv request="BYE" timeout="{wait_bye_ms}"/>
-  <send><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-  ]]></send>
-</scenario>
-"""

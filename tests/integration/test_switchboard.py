@@ -34,13 +34,13 @@ from telephony.speech.models import ensure_whisper_base
 from telephony.speech.whisper import WhisperEngine
 from telephony.switchboard.app import Switchboard, status_text
 from telephony.switchboard.blocked import BlockedNumbers
+from telephony.switchboard.live import owned
 from tests.helpers import report, wait_until
 from tests.integration.sipcall import (
     SIPP,
     Caller,
     dtmf_pcaps,
     free_udp_port,
-    keys_scenario,
     speech_pcap,
 )
 
@@ -220,6 +220,16 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         hotline.stop()
     finally:
         await phone.astop()
+
+
+async def _none_of_ours(hub: Hub) -> bool:
+    """No tap or whisper channel or bridge (ids ioc-tap-*) is left in Asterisk."""
+    return not [
+        o["id"]
+        for kind in ("channels", "bridges")
+        for o in await hub.sb.ari.request("GET", f"/{kind}")
+        if owned(str(o["id"]))
+    ]
 
 
 async def _incident_code(hub: Hub, uid: str) -> str | None:
@@ -416,11 +426,7 @@ async def test_a_waiting_caller_hears_their_place_in_line_without_losing_it(
         caller.stop()
     await hub.call_of("0912000066", "1022", status="ended")
 
-    async def no_whisper_left() -> bool:
-        channels = await hub.sb.ari.request("GET", "/channels")
-        return not any(str(c["id"]).startswith("ioc-tap-") for c in channels)
-
-    await wait_until(no_whisper_left, 10, "the whisper channel gone")
+    await wait_until(lambda: _none_of_ours(hub), 10, "the whisper channel gone")
 
 
 async def test_a_1022_caller_hears_the_state_of_their_report_by_its_code(hub: Hub) -> None:
@@ -435,20 +441,12 @@ async def test_a_1022_caller_hears_the_state_of_their_report_by_its_code(hub: Hu
     dtmf_pcaps(hub.folder, digits)
     # Key 1 in the welcome, 2 in the service menu, the code from 1.5 s into its prompt.
     pauses = [1500, 2500, 1500, *[400] * (len(digits) - 3)]
-    (hub.folder / "status.xml").write_text(keys_scenario("0912000055", pauses))
-    sipp = await asyncio.create_subprocess_exec(
-        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(hub.folder / "status.xml")),
-        *("-s", "1022", "-i", "127.0.0.1", "-p", str(free_udp_port())),
-        *("-mp", str(free_udp_port()), "-m", "1", "-nostdin", "-timeout", "60s"),
-        cwd=str(hub.folder),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    keys = [(pause, f"key{n}.pcap") for n, pause in enumerate(pauses, start=1)]
+    caller = hub.caller("1022", "0912000055", hold_ms=60_000, plays=keys, hang_up=False)
     try:
-        assert await asyncio.wait_for(sipp.wait(), 60) == 0, "the switchboard hung up"
+        assert await (await caller.start()).done(90) == 0, "the switchboard hung up"
     finally:
-        if sipp.returncode is None:
-            sipp.kill()
+        caller.stop()
     call = await hub.call_of("0912000055", "1022", status="ended")
     assert call["ivr_choices"] == [["lang", "1"], ["service", "2"], ["status", digits[2:-1]]]
     assert call["outcome"] == "self_served"  # served by the menu: no call-back item
@@ -472,15 +470,12 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
     speech_pcap(said, hub.folder / "speech.pcap", first=4)
     phone = hub.phone()
     await phone.astart()
-    sipp = await asyncio.create_subprocess_exec(
-        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(SIPP / "uac_ivr_describe.xml")),
-        *("-s", "1022"),
-        *("-i", "127.0.0.1", "-p", str(free_udp_port()), "-mp", str(free_udp_port())),
-        *("-m", "1", "-nostdin", "-timeout", "90s", "-timeout_error"),
-        cwd=str(hub.folder),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    # Keys at 1.5 s (welcome), +2.5 s (service menu), +2 s (the instructions: skipped); the
+    # beep, then the caller speaks; queued and answered, the agent ends the call.
+    plays = [(1500, "key1.pcap"), (2500, "key2.pcap"), (2000, "key3.pcap"), (1000, "speech.pcap")]
+    caller = await hub.caller(
+        "1022", "0912345678", hold_ms=60_000, plays=plays, hang_up=False
+    ).start()
     try:
         await hub.sb.desk.login("1001")
         await phone.wait_for_call(state="answered", timeout_s=45)
@@ -498,10 +493,9 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
         assert kept["language"] == "en" and kept["engine"] == "faster-whisper"
         assert 2 < kept["duration_s"] < 12  # the speech and the pause that ended it
         phone.hangup()
-        assert await asyncio.wait_for(sipp.wait(), 20) == 0
+        assert await caller.done(20) == 0
     finally:
-        if sipp.returncode is None:
-            sipp.kill()
+        caller.stop()
         await phone.astop()
 
 
@@ -544,15 +538,7 @@ async def test_a_caller_is_transcribed_live_and_the_tap_leaves_nothing_behind(
         caller.stop()
     await hub.call_of("0912000041", "114", status="ended")
 
-    async def no_tap_left() -> bool:
-        return not [
-            o["id"]
-            for kind in ("channels", "bridges")
-            for o in await hub.sb.ari.request("GET", f"/{kind}")
-            if str(o["id"]).startswith("ioc-tap-")
-        ]
-
-    await wait_until(no_tap_left, 10, "the tap's channels and bridge gone")
+    await wait_until(lambda: _none_of_ours(hub), 10, "the tap's channels and bridge gone")
     calls = [c["id"] for c in await hub.store.list_calls()]
     assert not [c for c in calls if c.startswith("ioc-tap-")], "a tap is not a call"
 

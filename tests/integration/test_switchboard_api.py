@@ -4,6 +4,8 @@ fed through the calls service exactly as the AMI/ARI observers feed it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,17 +47,28 @@ async def _answered(store: CallStore, uid: str, ani: str) -> None:
     await store.record(uid, Fact.ANSWERED, agent="1001")
 
 
-async def test_calls_and_their_events(settings: Settings) -> None:
+@asynccontextmanager
+async def _core_seeing(
+    settings: Settings, *prefixes: str
+) -> AsyncIterator[tuple[Core, list[Event]]]:
+    """A core whose in-process bus records the events named with one of `prefixes`."""
     seen: list[Event] = []
 
     async def handler(event: Event) -> None:
-        if event.name.startswith(("call.", "callback.")):
+        if event.name.startswith(prefixes):
             seen.append(event)
 
     bus = InProcessBus()
     bus.subscribe(group="test-switchboard", handler=handler)
     core = await start_core(settings, bus=bus, migrate=False)
     try:
+        yield core, seen
+    finally:
+        await core.close()
+
+
+async def test_calls_and_their_events(settings: Settings) -> None:
+    async with _core_seeing(settings, "call.", "callback.") as (core, seen):
         store = _store(core)
         await _answered(store, "1700000000.1", "+84 912 000 111")
         await store.record("1700000000.1", Fact.HANGUP)
@@ -71,22 +84,11 @@ async def test_calls_and_their_events(settings: Settings) -> None:
         call = await store.get_call("1700000000.1")
         assert call is not None and call["ani"] == "0912000111"  # one form of every number
         assert call["outcome"] == "answered" and call["wait_s"] >= 0
-    finally:
-        await core.close()
 
 
 async def test_live_transcript_events(settings: Settings) -> None:
     """Partials are events only; a final is kept and published; neither carries the number."""
-    seen: list[Event] = []
-
-    async def handler(event: Event) -> None:
-        if event.name.startswith("call.transcript."):
-            seen.append(event)
-
-    bus = InProcessBus()
-    bus.subscribe(group="test-transcripts", handler=handler)
-    core = await start_core(settings, bus=bus, migrate=False)
-    try:
+    async with _core_seeing(settings, "call.transcript.") as (core, seen):
         store = _store(core)
         await _answered(store, "1700000000.2", "0912000222")
         await store.add_partial(
@@ -111,8 +113,6 @@ async def test_live_transcript_events(settings: Settings) -> None:
             assert "0912000222" not in str(e.payload)
         assert seen[0].payload["start_s"] == 1.0 and seen[1].payload["kind"] == "live"
         assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
-    finally:
-        await core.close()
 
 
 @pytest.fixture
