@@ -94,7 +94,9 @@ class Bus(Protocol):
         self, *, group: str, handler: Handler, names: Collection[str] | None = None
     ) -> None:
         """Every group receives every event (filtered by `names`, None = all) once;
-        several processes in the same group share the work. Call before `start()`."""
+        several processes in the same group share the work. A group subscribed after
+        `start()` begins consuming at once (a new Redis group reads the stream from its
+        start: consumers must tolerate old events)."""
 
     async def health(self) -> Mapping[str, Any]: ...
 
@@ -160,15 +162,17 @@ class InProcessBus:
     def subscribe(
         self, *, group: str, handler: Handler, names: Collection[str] | None = None
     ) -> None:
-        if self._started:
-            raise RuntimeError("subscribe() must be called before start()")
+        if self._closed:
+            raise RuntimeError("bus is closed")
         if group in self._groups:
             # In process there is one handler per group; a second one would silently
             # split the events between two different pieces of code.
             raise ValueError(f"group {group!r} is already subscribed")
-        self._groups[group] = _LocalGroup(
+        grp = self._groups[group] = _LocalGroup(
             name=group, handler=handler, names=None if names is None else frozenset(names)
         )
+        if self._started:  # a feature's role subscribing once the hub runs
+            grp.worker = asyncio.create_task(self._work(grp), name=f"bus:{grp.name}")
 
     async def start(self) -> None:
         if self._started:
@@ -368,13 +372,17 @@ class RedisStreamsBus:
     def subscribe(
         self, *, group: str, handler: Handler, names: Collection[str] | None = None
     ) -> None:
-        if self._started:
-            raise RuntimeError("subscribe() must be called before start()")
+        if self._closed:
+            raise RuntimeError("bus is closed")
         if group in self._groups:
             raise ValueError(f"group {group!r} is already subscribed")
-        self._groups[group] = _StreamGroup(
+        grp = self._groups[group] = _StreamGroup(
             name=group, handler=handler, names=None if names is None else frozenset(names)
         )
+        if self._started:  # a feature's role subscribing once the hub runs: its loop
+            # creates the group (retrying while Redis is away).
+            grp.ready = False
+            self._tasks.append(asyncio.create_task(self._run(grp), name=f"bus:{grp.name}"))
 
     async def start(self) -> None:
         if self._started:

@@ -17,6 +17,7 @@ INCIDENT_NOTE_ADDED: Final = "incident.note_added"
 INCIDENT_ATTACHMENT_ADDED: Final = "incident.attachment_added"
 INCIDENT_UPDATED: Final = "incident.updated"
 INCIDENT_ESCALATED: Final = "incident.escalated"
+INCIDENT_RATED: Final = "incident.rated"
 
 # Switchboard facts (telephony). No caller number in payloads: consumers ask the API.
 CALL_ARRIVED: Final = "call.arrived"
@@ -67,6 +68,7 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     INCIDENT_ATTACHMENT_ADDED: (1, frozenset({"incident_id", "code", "attachment_id"})),
     INCIDENT_UPDATED: (1, frozenset({"incident_id", "code", "fields"})),
     INCIDENT_ESCALATED: (1, frozenset({"incident_id", "code", "escalated"})),
+    INCIDENT_RATED: (1, frozenset({"incident_id", "code", "score", "channel"})),
     CALL_ARRIVED: (1, _CALL_KEYS),
     CALL_QUEUED: (1, _CALL_KEYS | {"position"}),
     CALL_ANSWERED: (1, _CALL_KEYS | {"wait_s", "incident_code"}),

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections.abc import Iterable, Mapping
 from functools import cache
 from pathlib import Path
+
+from nlu.rasa.components.vietnamese import fold as bare
+from nlu.rasa.components.vietnamese import has_marks, normalise
 
 DATA = Path(__file__).parent / "data" / "emergency.json"
 # Emergency numbers in priority order when words of several match (fire first: it spreads).
@@ -17,43 +19,62 @@ PRIORITY = ("114", "115", "113")
 
 
 def fold(text: str, *, keep_marks: bool = False) -> str:
-    """Lower case, runs of non-letters -> one space, padded with spaces for whole-word search;
-    without `keep_marks` also no diacritics and đ -> d."""
-    text = unicodedata.normalize("NFC", text.lower())
+    """Lower case, abbreviations spelled out ("nha t bi chay" -> "nha tôi bi chay"), runs of
+    non-letters -> one space, padded with spaces for whole-word search; without `keep_marks`
+    also no diacritics and đ -> d."""
+    text = normalise(text)
     if not keep_marks:
-        bare = unicodedata.normalize("NFD", text.replace("đ", "d"))
-        text = "".join(c for c in bare if unicodedata.category(c) != "Mn")
+        text = bare(text)
     return " " + re.sub(r"[\W_]+", " ", text).strip() + " "
 
 
-def _marked(text: str) -> bool:
-    """Written with Vietnamese diacritics? Then they are meant: "chạy" (run) is not "cháy"
-    (fire). Text typed without any is matched folded, and may then match both."""
-    return fold(text) != fold(text, keep_marks=True)
+@cache
+def _data() -> dict[str, list[str]]:
+    data: dict[str, list[str]] = json.loads(DATA.read_text("utf-8"))
+    return data
+
+
+def emergency_words() -> dict[str, tuple[str, ...]]:
+    return {k: tuple(v) for k, v in _data().items() if k.isdigit()}
 
 
 @cache
-def emergency_words() -> dict[str, tuple[str, ...]]:
-    data = json.loads(DATA.read_text("utf-8"))
-    return {k: tuple(v) for k, v in data.items() if k.isdigit()}
+def _ambiguous_bare() -> frozenset[str]:
+    return frozenset(fold(w).strip() for w in _data().get("_ambiguous_bare", []))
+
+
+def _matches(text: str, words: Iterable[str]) -> list[str]:
+    """The words and phrases found whole in `text`, as matched."""
+    # Written with diacritics, they are meant: "chạy" (run) is not "cháy" (fire). Text
+    # typed without any is matched folded, and may then match both.
+    keep = has_marks(text)
+    haystack = fold(text, keep_marks=keep)
+    found = []
+    for word in words:
+        needle = fold(word, keep_marks=keep).strip()
+        if needle and f" {needle} " in haystack:
+            found.append(needle)
+    return found
 
 
 def _score(text: str, words: Iterable[str]) -> int:
     """Whole-word matches, a phrase of n words weighing n."""
-    keep = _marked(text)
-    haystack = fold(text, keep_marks=keep)
-    total = 0
-    for word in words:
-        needle = fold(word, keep_marks=keep).strip()
-        if needle and f" {needle} " in haystack:
-            total += len(needle.split())
-    return total
+    return sum(len(m.split()) for m in _matches(text, words))
 
 
 def emergency_service(text: str) -> str | None:
-    """The emergency number the text calls for (113/114/115), or None."""
-    found = {n: _score(text, ws) for n, ws in emergency_words().items()}
-    return next((n for n in PRIORITY if found.get(n)), None)
+    """The emergency number the text calls for (113/114/115), or None. In text typed without
+    diacritics, a word that is also an everyday word there ("chay": run, flow, fire) counts
+    only beside another word of the same emergency ("bi chay", "chay nha")."""
+    bare_text = not has_marks(text)
+    ambiguous = _ambiguous_bare()
+    for number in PRIORITY:
+        hits = _matches(text, emergency_words().get(number, ()))
+        if bare_text and all(h in ambiguous for h in hits) and len(hits) < 2:
+            continue
+        if hits:
+            return number
+    return None
 
 
 def suggest_category(text: str, keywords: Mapping[str, Iterable[str]]) -> str | None:

@@ -107,3 +107,5 @@ ATTACH_ROLES = frozenset({Role.CITIZEN, Role.SERVICE, Role.AGENCY} | STAFF)
 UPDATE_ROLES = STAFF
 MERGE_ROLES = STAFF
 ESCALATE_ROLES = STAFF
+# CH-4: the reporter rates the handling, themselves (citizen) or through a channel (service).
+RATE_ROLES = frozenset({Role.CITIZEN, Role.SERVICE})

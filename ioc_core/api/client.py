@@ -8,12 +8,13 @@ from typing import Any, Protocol
 
 import aiohttp
 
-from ioc_core.access.roles import Principal, Role
+from ioc_core.access.roles import ANONYMOUS, Principal, Role
+from ioc_core.catalogue.service import category_json, list_areas
 from ioc_core.errors import IocError
 from ioc_core.http import parse_model
 from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
-from ioc_core.incidents.schemas import EntryIn, ReportIn, TransitionIn
+from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
 from ioc_core.runtime import Core
 
 
@@ -46,13 +47,31 @@ class CoreApi(Protocol):
         """Keywords (vi/en) of every leaf category, by code: for suggesting a category."""
         ...
 
+    async def categories(self) -> list[dict[str, Any]]:
+        """The catalogue's categories as `GET /categories` lists them."""
+        ...
+
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         """Open incidents reported from `phone`: {"open": n, "latest": code or None}."""
+        ...
+
+    async def rate(
+        self, ref: str, score: int, *, channel: str, channel_user_id: str, comment: str = ""
+    ) -> dict[str, Any]:
+        """The reporter known on `channel` as `channel_user_id` rates the handling (1-5)."""
+        ...
+
+    async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        """Areas (wards, communes, ...) whose name matches `query`, best first."""
         ...
 
     def calltaker(self, name: str) -> CoreApi:
         """The same API acting as call-taker `name` (drafts are created as the agent who
         answered the call)."""
+        ...
+
+    def public(self) -> CoreApi:
+        """The same API as the public sees it (status look-ups shown to citizens)."""
         ...
 
 
@@ -135,10 +154,10 @@ class InProcessCoreApi:
         }
 
     async def category_keywords(self) -> dict[str, list[str]]:
-        cats = await self._core.catalogue.categories()
-        return leaf_keywords(
-            [{"code": c.code, "parent": c.parent_code, "keywords": c.keywords} for c in cats]
-        )
+        return leaf_keywords(await self.categories())
+
+    async def categories(self) -> list[dict[str, Any]]:
+        return [category_json(c) for c in await self._core.catalogue.categories()]
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         f = service.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
@@ -147,10 +166,36 @@ class InProcessCoreApi:
         )
         return {"open": total or 0, "latest": rows[0].code if rows else None}
 
+    async def rate(
+        self, ref: str, score: int, *, channel: str, channel_user_id: str, comment: str = ""
+    ) -> dict[str, Any]:
+        body = {
+            "score": score,
+            "comment": comment,
+            "channel": channel,
+            "channel_user_id": channel_user_id,
+        }
+
+        async def go() -> dict[str, Any]:
+            cmd = parse_model(RatingIn, body)
+            r = await service.rate(self._core, ref, cmd, principal=self._principal)
+            return {"score": r.score, "comment": r.comment, "created_at": r.created_at.isoformat()}
+
+        result: dict[str, Any] = await self._call(go())
+        return result
+
+    async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        async with self._core.sessions() as s:
+            rows, _total = await list_areas(s, parent=None, q=query, limit=limit, offset=0)
+        return [{"code": a.code, "name": a.name, "kind": a.kind, "level": a.level} for a in rows]
+
     def calltaker(self, name: str) -> InProcessCoreApi:
         return InProcessCoreApi(
             core=self._core, principal=Principal(role=Role.CALLTAKER, name=name)
         )
+
+    def public(self) -> InProcessCoreApi:
+        return InProcessCoreApi(core=self._core, principal=ANONYMOUS)
 
 
 class HttpCoreApi:
@@ -160,7 +205,8 @@ class HttpCoreApi:
         self, *, base_url: str, token: str | None, session: aiohttp.ClientSession | None = None
     ) -> None:
         """`token=None` acts as the public role."""
-        self._base = base_url.rstrip("/") + "/api/v1"
+        self._root = base_url.rstrip("/")
+        self._base = self._root + "/api/v1"
         self._headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._session = session
         self._own_session = session is None
@@ -218,8 +264,11 @@ class HttpCoreApi:
         return await self._request("POST", f"/incidents/{ref}/notes", json={"body": body})
 
     async def category_keywords(self) -> dict[str, list[str]]:
+        return leaf_keywords(await self.categories())
+
+    async def categories(self) -> list[dict[str, Any]]:
         data = await self._request("GET", "/categories")
-        return leaf_keywords(data.get("items", []))
+        return list(data.get("items", []))
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
         query = [("reporter_phone", phone), ("limit", "1"), ("total", "true")]
@@ -227,6 +276,26 @@ class HttpCoreApi:
         data = await self._request("GET", "/incidents", params=query)
         items = data.get("items", [])
         return {"open": data.get("total", 0), "latest": items[0]["code"] if items else None}
+
+    async def rate(
+        self, ref: str, score: int, *, channel: str, channel_user_id: str, comment: str = ""
+    ) -> dict[str, Any]:
+        body = {
+            "score": score,
+            "comment": comment,
+            "channel": channel,
+            "channel_user_id": channel_user_id,
+        }
+        return await self._request("POST", f"/incidents/{ref}/rating", json=body)
+
+    async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+        data = await self._request("GET", "/areas", params={"q": query, "limit": str(limit)})
+        return list(data.get("items", []))
+
+    def public(self) -> HttpCoreApi:
+        return HttpCoreApi(
+            base_url=self._base[: -len("/api/v1")], token=None, session=self._session
+        )
 
     def calltaker(self, name: str) -> HttpCoreApi:
         # Over HTTP the token is the identity: the switchboard role runs with a call-taker

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import Any
@@ -15,6 +16,7 @@ from ioc_core.catalogue import loaders
 from ioc_core.catalogue.models import Agency, Area, Category
 from ioc_core.config import Settings
 from ioc_core.errors import NotFound, ValidationFailed
+from ioc_core.i18n import both
 
 logger = logging.getLogger(__name__)
 
@@ -24,6 +26,21 @@ class CategoryInfo(loaders.CategoryRow):
     """A category as the rest of the core sees it: the loaded row plus whether it is active."""
 
     active: bool = True
+
+
+def category_json(c: CategoryInfo) -> dict[str, Any]:
+    """A category as the API shows it (REST and `CoreApi.categories`)."""
+    return {
+        "code": c.code,
+        "parent": c.parent_code,
+        "group": c.group_code,
+        "name": {"vi": c.name_vi, "en": c.name_en},
+        "track": c.track,
+        "track_label": both(f"track.{c.track}"),
+        "deadline_days": c.deadline_days,
+        "priority": c.priority,
+        "keywords": [w.strip() for w in c.keywords.split(",") if w.strip()],
+    }
 
 
 def category_info(c: Category) -> CategoryInfo:
@@ -162,13 +179,23 @@ async def list_areas(
         stmt = stmt.where(Area.parent_code.is_(None))
     elif parent is not None:
         stmt = stmt.where(Area.parent_code == parent)
+    stmt = stmt.order_by(Area.level, Area.code)
     if q:
-        stmt = stmt.where(Area.name.ilike(f"%{q}%"))
+        # Names are searched as people type them: "dong xoai" finds "Phường Đồng Xoài". SQL
+        # cannot fold Vietnamese marks portably, and a province has a few hundred areas (all
+        # of Viet Nam about 3,400), so the match is made here.
+        wanted = folded(q)
+        found = [a for a in (await session.scalars(stmt)).all() if wanted in folded(a.name)]
+        return found[offset : offset + limit], len(found)
     total = await session.scalar(select(func.count()).select_from(stmt.subquery()))
-    rows = (
-        await session.scalars(stmt.order_by(Area.level, Area.code).limit(limit).offset(offset))
-    ).all()
+    rows = (await session.scalars(stmt.limit(limit).offset(offset))).all()
     return list(rows), int(total or 0)
+
+
+def folded(text: str) -> str:
+    """Lower case, no diacritics, đ -> d, single spaces."""
+    bare = unicodedata.normalize("NFD", text.lower().replace("đ", "d"))
+    return " ".join("".join(c for c in bare if unicodedata.category(c) != "Mn").split())
 
 
 async def get_area(session: AsyncSession, code: str) -> Area:

@@ -84,6 +84,21 @@ class Incident(Base):
     )
 
 
+class Rating(Base):
+    """A reporter's satisfaction with the handling (CH-4), 1-5; rating again replaces it."""
+
+    __tablename__ = "ratings"
+    __table_args__ = (UniqueConstraint("incident_id", "reporter_id"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    reporter_id: Mapped[str] = mapped_column(ForeignKey("reporters.id"))
+    score: Mapped[int] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    channel: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Reporter(Base):
     """Who reported: one row per report. Confidentiality is per report (RP-3)."""
 

@@ -103,6 +103,14 @@ class EntryIn(Strict):
     body: str = Field(min_length=1, max_length=5000)
 
 
+class RatingIn(Strict):
+    score: int = Field(ge=1, le=5, description="satisfaction, 1 (very poor) to 5 (very good)")
+    comment: str = Field(default="", max_length=1000)
+    # A channel adapter (service role) rates for the reporter it knows by this id there.
+    channel: Channel = "web"
+    channel_user_id: str = Field(default="", max_length=200)
+
+
 class MergeIn(Strict):
     primary: str = Field(min_length=1, max_length=36, description="id or tracking code")
     note: str = Field(default="", max_length=5000)

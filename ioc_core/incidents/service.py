@@ -22,6 +22,7 @@ from ioc_core.access.roles import (
     ESCALATE_ROLES,
     MERGE_ROLES,
     NOTE_ROLES,
+    RATE_ROLES,
     REPLY_ROLES,
     SYSTEM,
     UPDATE_ROLES,
@@ -56,6 +57,7 @@ from ioc_core.incidents.models import (
     Attachment,
     Entry,
     Incident,
+    Rating,
     Reporter,
     TimelineEntry,
 )
@@ -64,6 +66,7 @@ from ioc_core.incidents.schemas import (
     EscalateIn,
     LocationIn,
     MergeIn,
+    RatingIn,
     ReportIn,
     TransitionIn,
     UnmergeIn,
@@ -239,6 +242,7 @@ class Detail:
     duplicates: list[Incident]
     primary: Incident | None
     own: bool
+    scores: list[int] = field(default_factory=list)  # reporters' ratings (CH-4)
 
 
 async def report_incident(
@@ -667,6 +671,73 @@ async def add_entry(
     return entry
 
 
+async def rate(core: Core, ref: str, cmd: RatingIn, *, principal: Principal) -> Rating:
+    """CH-4: the reporter's satisfaction, once the agency reported a result. A citizen rates
+    their own report; a channel adapter rates for the reporter it knows by channel user id."""
+    _require(principal, RATE_ROLES, "rate the handling")
+    async with transaction(core.sessions) as s:
+        inc = await _load(s, ref, lock=True)
+        _check_scope(inc, principal)
+        if principal.role is Role.CITIZEN:
+            who = Reporter.subject == principal.subject if principal.subject else None
+        elif cmd.channel_user_id:
+            who = and_(
+                Reporter.channel == cmd.channel, Reporter.channel_user_id == cmd.channel_user_id
+            )
+        else:
+            raise ValidationFailed(
+                "name the reporter (channel_user_id) the rating comes from",
+                details={"field": "channel_user_id"},
+                error_id="rater-missing",
+            )
+        reporter = (
+            (await s.scalars(select(Reporter).where(Reporter.incident_id == inc.id, who))).first()
+            if who is not None
+            else None
+        )
+        if reporter is None:
+            raise Forbidden("only a reporter of this incident may rate it", error_id="not-reporter")
+        if PHASE[State(inc.state)] not in (Phase.RESOLVED, Phase.CLOSED) or inc.state in (
+            State.REJECTED,
+            State.CANCELLED,
+            State.MERGED,
+        ):
+            raise Conflict(
+                f"{inc.code} has no result to rate yet (state {inc.state})",
+                details={"state": inc.state},
+                error_id="not-resolved",
+            )
+        now = core.clock()
+        rating = (
+            await s.scalars(
+                select(Rating).where(
+                    Rating.incident_id == inc.id, Rating.reporter_id == reporter.id
+                )
+            )
+        ).first()
+        if rating is None:
+            rating = Rating(id=new_id(), incident_id=inc.id, reporter_id=reporter.id)
+            s.add(rating)
+        rating.score, rating.comment, rating.channel, rating.created_at = (
+            cmd.score,
+            cmd.comment,
+            cmd.channel,
+            now,
+        )
+        _append(
+            s,
+            inc,
+            at=now,
+            actor=principal,
+            channel=cmd.channel,
+            kind="rated",
+            data={"score": cmd.score, "sha256": sha256_text(cmd.comment)},
+        )
+        add_events(s, [_event(ev.INCIDENT_RATED, inc, score=cmd.score, channel=cmd.channel)])
+    core.relay.notify()
+    return rating
+
+
 async def attach(
     core: Core, ref: str, uploads: Sequence[Upload], *, principal: Principal, channel: str = "web"
 ) -> list[Attachment]:
@@ -881,12 +952,15 @@ async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
             ).all()
         )
         primary = await s.get(Incident, inc.primary_id) if inc.primary_id else None
+        scores = list(
+            (await s.scalars(select(Rating.score).where(Rating.incident_id == inc.id))).all()
+        )
         own = (
             any(r.subject and r.subject == principal.subject for r in reporters)
             if principal.role is Role.CITIZEN
             else False
         )
-    return Detail(inc, reporters, entries, attachments, dups, primary, own)
+    return Detail(inc, reporters, entries, attachments, dups, primary, own, scores)
 
 
 async def render(core: Core, d: Detail, *, principal: Principal) -> dict[str, Any]:
@@ -900,6 +974,7 @@ async def render(core: Core, d: Detail, *, principal: Principal) -> dict[str, An
         primary=d.primary,
         own=d.own,
         principal=principal,
+        scores=d.scores,
         now=core.clock(),
     )
     await log_confidential_access(core, out.revealed, principal=principal, what="incident")

@@ -108,6 +108,7 @@ def render_detail(
     principal: Principal,
     now: datetime,
     base_url: str = "",
+    scores: Sequence[int] = (),
 ) -> Rendered:
     vis = VISIBILITY[principal.role]
     body = render_summary(incident, principal, now)
@@ -135,6 +136,11 @@ def render_detail(
     body["duplicates"] = [
         {"id": d.id, "code": d.code, "created_at": _iso(d.created_at)} for d in duplicates
     ]
+    if scores:
+        body["satisfaction"] = {
+            "count": len(scores),
+            "average": round(sum(scores) / len(scores), 2),
+        }
     body["actions"] = lifecycle.available_actions(State(incident.state), principal.role.value)
     return Rendered(body, sorted(set(revealed)))
 
@@ -165,7 +171,16 @@ def render_attachment(a: Attachment, inc: Incident, base_url: str = "") -> dict[
 
 # Timeline kinds the public may follow (state changes, replies), without actors or notes.
 PUBLIC_TIMELINE = frozenset(
-    {"created", "transition", "reply", "merged", "unmerged", "duplicate_added", "attachment"}
+    {
+        "created",
+        "transition",
+        "reply",
+        "merged",
+        "unmerged",
+        "duplicate_added",
+        "attachment",
+        "rated",
+    }
 )
 
 

@@ -12,6 +12,7 @@ from ioc_core.incidents.schemas import (
     EntryIn,
     EscalateIn,
     MergeIn,
+    RatingIn,
     ReportIn,
     TransitionIn,
     UnmergeIn,
@@ -198,6 +199,14 @@ def document() -> dict[str, Any]:
                 "parameters": [REF],
                 "requestBody": _body(EntryIn),
                 "responses": _ok("Note", status="201"),
+            }
+        },
+        f"{inc}/{{ref}}/rating": {
+            "post": {
+                "summary": "Rate the handling 1-5 (the reporter, once resolved)",
+                "parameters": [REF],
+                "requestBody": _body(RatingIn),
+                "responses": _ok("Rating", status="201"),
             }
         },
         f"{inc}/{{ref}}/attachments": {

@@ -10,10 +10,9 @@ from aiohttp import web
 from pydantic import Field
 
 from ioc_core.catalogue import service as catalogue
-from ioc_core.catalogue.service import CategoryInfo
+from ioc_core.catalogue.service import category_json
 from ioc_core.errors import MalformedRequest, NotFound, ValidationFailed
 from ioc_core.http import json_response, parse_model, parse_query, read_model
-from ioc_core.i18n import both
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents import views
 from ioc_core.incidents.lifecycle import State
@@ -24,6 +23,7 @@ from ioc_core.incidents.schemas import (
     EscalateIn,
     MergeIn,
     Priority,
+    RatingIn,
     ReportIn,
     Strict,
     TransitionIn,
@@ -70,24 +70,10 @@ class AreaQuery(Strict):
     offset: int = Field(default=0, ge=0)
 
 
-def _category(c: CategoryInfo) -> dict[str, Any]:
-    return {
-        "code": c.code,
-        "parent": c.parent_code,
-        "group": c.group_code,
-        "name": {"vi": c.name_vi, "en": c.name_en},
-        "track": c.track,
-        "track_label": both(f"track.{c.track}"),
-        "deadline_days": c.deadline_days,
-        "priority": c.priority,
-        "keywords": [w.strip() for w in c.keywords.split(",") if w.strip()],
-    }
-
-
 @routes.get(f"{API}/categories")
 async def list_categories(request: web.Request) -> web.Response:
     cats = await request.app[CORE].catalogue.categories()
-    return json_response({"items": [_category(c) for c in cats]})
+    return json_response({"items": [category_json(c) for c in cats]})
 
 
 @routes.get(f"{API}/categories/{{code}}")
@@ -98,7 +84,7 @@ async def get_category(request: web.Request) -> web.Response:
         raise NotFound(
             f"no category {request.match_info['code']!r}", error_id="category-not-found"
         ) from None
-    return json_response(_category(cat))
+    return json_response(category_json(cat))
 
 
 @routes.get(f"{API}/areas")
@@ -278,6 +264,19 @@ async def add_reply(request: web.Request) -> web.Response:
 @routes.post(f"{API}/incidents/{{ref}}/notes")
 async def add_note(request: web.Request) -> web.Response:
     return await _entry(request, "note")
+
+
+@routes.post(f"{API}/incidents/{{ref}}/rating")
+async def rate(request: web.Request) -> web.Response:
+    """CH-4: the reporter rates the handling (1-5) once there is a result."""
+    cmd = await read_model(request, RatingIn)
+    r = await incidents.rate(
+        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+    )
+    return json_response(
+        {"score": r.score, "comment": r.comment, "created_at": r.created_at.isoformat()},
+        status=201,
+    )
 
 
 @routes.post(f"{API}/incidents/{{ref}}/attachments")

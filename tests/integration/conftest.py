@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +14,8 @@ import pytest
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.asterisk.chroot import ensure_chroot
+
+IOC = str(Path(sys.executable).with_name("ioc"))
 
 
 @pytest.fixture(scope="session")
@@ -21,3 +27,33 @@ def chroot_root() -> Path:
     if root := os.environ.get("IOC_TEST_ASTERISK_ROOT"):
         return Path(root)
     return ensure_chroot(ArtifactCache(Settings.from_env().cache_dir))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The project's Rasa, started once for the session by `ioc rasa start` (env and model
+    from IOC_CACHE_DIR, built by `make test`'s `ioc rasa prepare`) on a free port, in a data
+    folder of its own; stopped by `ioc rasa stop`. Yields the environment that points `ioc`
+    at it (IOC_DATA_DIR, IOC_RASA_PORT) plus its url and token."""
+    env = {
+        **os.environ,
+        "IOC_DATA_DIR": str(tmp_path_factory.mktemp("rasa-data")),
+        "IOC_RASA_PORT": str(_free_port()),
+    }
+    env.pop("IOC_RASA_URL", None)
+    started = subprocess.run(
+        [IOC, "rasa", "start"], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert started.returncode == 0, started.stderr[-3000:]
+    info = json.loads(started.stdout)
+    token = json.loads((Path(env["IOC_DATA_DIR"]) / "rasa" / "secrets.json").read_text())["token"]
+    yield {**env, "url": info["url"], "token": token, "pid": str(info["pid"])}
+    subprocess.run([IOC, "rasa", "stop"], env=env, timeout=60, check=True)

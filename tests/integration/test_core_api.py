@@ -61,3 +61,36 @@ async def test_caller_incidents_for_the_switchboard(apis: tuple[CoreApi, CoreApi
     with pytest.raises(CoreApiError) as err:
         await public.caller_incidents("0911222333")  # who reported what is not public
     assert err.value.status == 403 and err.value.error_id == "reporter-phone-not-allowed"
+
+
+async def test_the_reporter_rates_a_resolved_report(
+    apis: tuple[CoreApi, CoreApi], core: Core
+) -> None:
+    """CH-4 through both clients: a channel adapter rates for the reporter it knows; only
+    once there is a result, only that reporter, 1-5, rating again replaces."""
+    staff, public = apis
+    bot = InProcessCoreApi(core=core, principal=Principal(role=Role.SERVICE, name="bots"))
+    created = await bot.report_incident(
+        report(channel="telegram", reporter={"name": "An", "channel_user_id": "tg-42"})
+    )
+    code = created["code"]
+    with pytest.raises(CoreApiError) as err:
+        await bot.rate(code, 5, channel="telegram", channel_user_id="tg-42")
+    assert (err.value.status, err.value.error_id) == (409, "not-resolved")
+    for action, extra in [("verify", {}), ("assign", {"agency": "SXD"}), ("start", {})]:
+        await staff.transition(code, action, **extra)
+    await staff.transition(code, "resolve", note="Đã thu gom")
+    with pytest.raises(CoreApiError) as err:
+        await bot.rate(code, 5, channel="telegram", channel_user_id="tg-999")
+    assert (err.value.status, err.value.error_id) == (403, "not-reporter")
+    with pytest.raises(CoreApiError) as err:
+        await bot.rate(code, 6, channel="telegram", channel_user_id="tg-42")
+    assert err.value.status == 422
+    with pytest.raises(CoreApiError) as err:
+        await staff.rate(code, 4, channel="telegram", channel_user_id="tg-42")
+    assert err.value.status == 403  # staff do not rate on a citizen's behalf
+    await bot.rate(code, 2, channel="telegram", channel_user_id="tg-42", comment="chậm")
+    rated = await bot.rate(code, 4, channel="telegram", channel_user_id="tg-42")
+    assert rated["score"] == 4
+    seen = await public.get_incident(code)
+    assert seen["satisfaction"] == {"count": 1, "average": 4.0}

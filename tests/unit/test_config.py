@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from bots.settings import VARIABLES as BOT_VARIABLES
 from ioc_core.config import VARIABLES, ConfigError, Settings
+from nlu.settings import VARIABLES as NLU_VARIABLES
 from telephony.settings import VARIABLES as SWITCHBOARD_VARIABLES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +47,7 @@ def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None
 
 def test_readme_documents_every_variable() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
-    declared = [*VARIABLES, *SWITCHBOARD_VARIABLES]
+    declared = [*VARIABLES, *SWITCHBOARD_VARIABLES, *NLU_VARIABLES, *BOT_VARIABLES]
     missing = [v.name for v in declared if f"`{v.name}`" not in readme]
     assert not missing, f"README's configuration reference lacks {missing}"
 
@@ -56,10 +58,12 @@ def test_every_variable_the_code_reads_is_declared() -> None:
     from telephony.agi.lookups import VARIABLES as AGI_VARIABLES
     from telephony.dialplan_vars import ALL as DIALPLAN
 
-    declared = {v.name for v in (*VARIABLES, *SWITCHBOARD_VARIABLES)}
+    declared = {
+        v.name for v in (*VARIABLES, *SWITCHBOARD_VARIABLES, *NLU_VARIABLES, *BOT_VARIABLES)
+    }
     channel = {*DIALPLAN, *AGI_VARIABLES, "IOC_AGI_STATUS"}
     used: set[str] = set()
-    for package in ("ioc_core", "telephony"):
+    for package in ("ioc_core", "telephony", "nlu", "bots"):
         for path in (ROOT / package).rglob("*.py"):
             used |= set(re.findall(r"\"(IOC_[A-Z0-9_]+)\"", path.read_text("utf-8")))
     assert used - declared - channel == set()

@@ -35,8 +35,15 @@ def test_emergency_pre_check(text: str, service: str | None) -> None:
 def test_folding() -> None:
     assert fold("Đồng Xoài, BÌNH PHƯỚC!") == " dong xoai binh phuoc "
     assert fold("Đồng Xoài!", keep_marks=True) == " đồng xoài "
-    # Without diacritics "chay" could be either: the safety net errs towards the emergency.
-    assert emergency_service("chay bo buoi sang") == "114"
+    # Without diacritics "chay" is run, flow or fire: alone it is not enough ...
+    assert emergency_service("chay bo buoi sang") is None
+    assert emergency_service("nuoc chay lenh lang") is None
+    assert emergency_service("thoi khoi chat bot") is None
+    # ... beside another fire word, or in a fire phrase, it is.
+    assert emergency_service("nha toi bi chay") == "114"
+    assert emergency_service("chay lon co khoi den") == "114"
+    # One word's everyday reading does not hide another emergency ("no": nó, nổ).
+    assert emergency_service("vua bi cuop, tui no con o gan day") == "113"
 
 
 KEYWORDS = {

@@ -1,0 +1,49 @@
+"""What reaches the engine from any channel, and what it answers: channel-agnostic."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Kind = Literal["text", "photo", "location", "choice", "unsupported"]
+MAX_TEXT = 4000  # longer messages are cut (Telegram's own limit is 4096)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Inbound:
+    channel: str  # telegram | zalo | web
+    chat_id: str
+    message_id: str
+    kind: Kind
+    user_id: str = ""
+    name: str = ""
+    language: str = "vi"
+    text: str = ""  # the text, a photo's caption, or a button's label
+    choice: str = ""  # a button's payload
+    photo: str = ""  # the channel's reference (Telegram file_id, Zalo URL, web upload id)
+    lat: float | None = None
+    lon: float | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    text: str
+    buttons: tuple[tuple[str, str], ...] = ()  # (label, payload)
+    ask_location: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"text": self.text}
+        if self.buttons:
+            out["buttons"] = [list(b) for b in self.buttons]
+        if self.ask_location:
+            out["ask_location"] = True
+        return out
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Reply:
+        return cls(
+            text=str(data.get("text", "")),
+            buttons=tuple((str(a), str(b)) for a, b in data.get("buttons", [])),
+            ask_location=bool(data.get("ask_location", False)),
+        )

@@ -1,0 +1,150 @@
+"""Composition root of the bots role: the conversation engine with its flows, the NLU, the
+store, the channels whose secrets are configured, their senders, and the notifications.
+
+Webhooks are served by every HTTP worker; the senders and the notification consumer run in
+the primary worker only (one sender per channel keeps the cloud's rate limits)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from bots.core.channel import Channel
+from bots.core.engine import Engine
+from bots.core.flows import load_flows
+from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
+from bots.core.sender import Sender
+from bots.core.service import BotService
+from bots.settings import BotSettings
+from bots.store.service import BotStore
+from ioc_core.api.web import PRIMARY, core_of, system_api
+from ioc_core.i18n import Translator
+from nlu.client import Nlu, configured_nlu
+from nlu.settings import NluSettings
+
+logger = logging.getLogger(__name__)
+
+PACKAGE = Path(__file__).resolve().parent
+TEXTS = Translator(PACKAGE / "locales")
+PROCEDURES = PACKAGE / "data" / "procedures.json"
+
+
+@dataclass
+class Bots:
+    service: BotService
+    store: BotStore
+    nlu: Nlu
+    settings: BotSettings
+    channels: dict[str, Channel] = field(default_factory=dict)
+    senders: dict[str, Sender] = field(default_factory=dict)
+
+    def wake(self) -> None:
+        for sender in self.senders.values():
+            sender.wake()
+
+
+BOTS: web.AppKey[Bots] = web.AppKey("bots", Bots)
+
+
+def attach(app: web.Application) -> None:
+    """`ioc.web` entry point: webhooks, the hand-off API, and the bots' lifetime."""
+    from bots.web import routes
+
+    app.add_routes(routes)
+    app.cleanup_ctx.append(_lifetime)
+
+
+def build_bots(
+    app: web.Application, settings: BotSettings, nlu: Nlu, *, min_confidence: float
+) -> Bots:
+    core = core_of(app)
+    api = system_api(app, name="bots")
+    faq = Faq.load(PROCEDURES)
+    holder: list[Bots] = []
+    store = BotStore(
+        sessions=core.sessions,
+        uploads=core.settings.data_dir / "bots" / "uploads",
+        ttl_s=settings.session_ttl_s,
+        on_queued=lambda: holder[0].wake() if holder else None,
+    )
+    engine = Engine(
+        flows=load_flows(),
+        handlers=HANDLERS,
+        providers=PROVIDERS,
+        starters=STARTERS,
+        texts=TEXTS,
+        nlu=nlu,
+        min_confidence=min_confidence,
+    )
+    categories: list[dict[str, object]] = []
+
+    def services(channel: Channel) -> Services:
+        s = Services(
+            api=api,
+            public=api.public(),
+            store=store,
+            faq=faq,
+            fetch_photo=channel.fetch_photo,
+            timezone=core.settings.timezone,
+            max_photos=core.settings.max_attachments,
+        )
+        s._categories = categories  # shared: the catalogue is read once
+        return s
+
+    bots = Bots(
+        service=BotService(engine=engine, store=store, services=services),
+        store=store,
+        nlu=nlu,
+        settings=settings,
+    )
+    holder.append(bots)
+    return bots
+
+
+async def _lifetime(app: web.Application) -> AsyncIterator[None]:
+    settings = BotSettings.from_env()  # a wrong value stops the start, saying which
+    nlu_settings = NluSettings.from_env()
+    nlu = configured_nlu(core_of(app).settings, nlu_settings)
+    bots = build_bots(app, settings, nlu, min_confidence=nlu_settings.min_confidence)
+    app[BOTS] = bots
+    if settings.telegram:
+        from bots.telegram.adapter import TelegramChannel
+
+        telegram = TelegramChannel(token=settings.telegram_token, api_base=settings.telegram_api)
+        await telegram.start()
+        bots.channels["telegram"] = telegram
+    tasks: list[asyncio.Task[None]] = []
+    if app[PRIMARY]:
+        for name, channel in bots.channels.items():
+            sender = Sender(
+                channel=channel,
+                store=bots.store,
+                chat_rate=settings.chat_rate,
+                global_rate=settings.global_rate,
+                attempts=settings.send_attempts,
+            )
+            bots.senders[name] = sender
+            tasks.append(asyncio.create_task(sender.run(), name=f"sender:{name}"))
+        if bots.channels:
+            logger.info("bots: %s", ", ".join(bots.channels))
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sender in bots.senders.values():
+            await sender.close()
+        for channel in bots.channels.values():
+            close = getattr(channel, "close", None)
+            if close is not None:
+                await close()
+        await nlu.close()

@@ -1,0 +1,153 @@
+"""The bots' HTTP side: the channels' webhooks, and the hand-off work items for the console
+(CH-7: a citizen who asked for a person; the call-taker claims, writes, closes)."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field
+
+from bots.core.messages import Reply
+from bots.role import BOTS, TEXTS, Bots
+from bots.store.models import Handoff
+from ioc_core.api.web import require_staff
+from ioc_core.errors import IocError, NotFound, Unauthorized
+from ioc_core.http import json_response, read_model
+
+logger = logging.getLogger(__name__)
+
+routes = web.RouteTableDef()
+API = "/api/v1"
+MAX_WEBHOOK_BYTES = 1 << 20  # updates are small; photos come by reference
+
+
+class PayloadTooLarge(IocError):
+    status = 413
+    error_id = "payload-too-large"
+
+
+class Malformed(IocError):
+    status = 400
+    error_id = "malformed-update"
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The webhook's JSON object, read with a size limit; 400/413 saying what is wrong."""
+    if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge(f"updates are at most {MAX_WEBHOOK_BYTES} bytes")
+    body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
+    if len(body) > MAX_WEBHOOK_BYTES:
+        raise PayloadTooLarge(f"updates are at most {MAX_WEBHOOK_BYTES} bytes")
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise Malformed("the body is not JSON") from None
+    if not isinstance(data, dict):
+        raise Malformed("the body is not a JSON object")
+    return data
+
+
+def bots_of(request: web.Request) -> Bots:
+    return request.app[BOTS]
+
+
+# ---------------------------------------------------------------------- Telegram
+
+
+@routes.post("/bots/telegram/webhook")
+async def telegram_webhook(request: web.Request) -> web.Response:
+    bots = bots_of(request)
+    channel = bots.channels.get("telegram")
+    if channel is None:
+        raise NotFound("Telegram is not configured here", error_id="channel-not-configured")
+    given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+    if not hmac.compare_digest(given.encode(), bots.settings.telegram_secret.encode()):
+        raise Unauthorized("wrong or missing secret token", error_id="bad-webhook-secret")
+    data = await read_json(request)
+    if not isinstance(data.get("update_id"), int):
+        raise Malformed("an update needs an integer update_id")
+    from bots.telegram.adapter import TelegramChannel
+
+    assert isinstance(channel, TelegramChannel)
+    try:
+        msg, query = channel.parse(data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Malformed(f"not a Telegram update: {exc}") from None
+    if msg is not None:
+        await bots.service.handle(msg, channel)
+    if query is not None:
+        await channel.answer_callback(query)
+    return json_response({"ok": True})
+
+
+# ---------------------------------------------------------------------- hand-offs
+
+
+class HandoffQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    status: list[Literal["waiting", "active", "closed"]]
+
+
+class AgentMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    text: str = Field(default="", max_length=4000)
+
+
+def _item(h: Handoff) -> dict[str, Any]:
+    return {
+        "id": h.id,
+        "channel": h.channel,
+        "chat_id": h.chat_id,
+        "name": h.name,
+        "language": h.language,
+        "status": h.status,
+        "agent": h.agent,
+        "urgent": h.urgent,
+        "messages": h.messages,
+        "created_at": h.created_at.isoformat(),
+        "claimed_at": h.claimed_at.isoformat() if h.claimed_at else None,
+        "closed_at": h.closed_at.isoformat() if h.closed_at else None,
+    }
+
+
+@routes.get(API + "/chats/handoffs")
+async def list_handoffs(request: web.Request) -> web.Response:
+    await require_staff(request)
+    statuses = request.query.getall("status", []) or ["waiting", "active"]
+    q = HandoffQuery.model_validate({"status": statuses})
+    items = await bots_of(request).store.handoffs(q.status)
+    return json_response({"items": [_item(h) for h in items]})
+
+
+@routes.post(API + "/chats/handoffs/{id:[0-9]+}/{action:claim|message|close}")
+async def act_on_handoff(request: web.Request) -> web.Response:
+    who = await require_staff(request)
+    body = await read_model(request, AgentMessage) if request.can_read_body else AgentMessage()
+    action = request.match_info["action"]
+    bots = bots_of(request)
+    item = await bots.store.handoff(int(request.match_info["id"]))
+    if item is None or item.status == "closed":
+        raise NotFound("no open hand-off with that id", error_id="handoff-not-found")
+    if action == "message" and not body.text:
+        raise Malformed("a message needs text", error_id="text-missing")
+    lang = item.language
+    replies = {
+        "claim": [Reply(TEXTS.t("handoff.joined", lang, agent=who.name))],
+        "message": [Reply(TEXTS.t("handoff.agent", lang, agent=who.name, text=body.text))],
+        "close": [
+            *(
+                [Reply(TEXTS.t("handoff.agent", lang, agent=who.name, text=body.text))]
+                if body.text
+                else []
+            ),
+            Reply(TEXTS.t("handoff.closed", lang)),
+        ],
+    }[action]
+    done = await bots.store.agent_acts(item.id, who.name, action, body.text, replies)
+    if done is None:
+        raise NotFound("no open hand-off with that id", error_id="handoff-not-found")
+    return json_response(_item(done))

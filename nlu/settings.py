@@ -1,0 +1,101 @@
+"""NLU settings from `IOC_*` variables (declared once in `VARIABLES`; the README's
+configuration reference is checked against it)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ioc_core.config import ConfigError, Variable
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "IOC_RASA",
+        "auto",
+        "Rasa server: auto (start it when set up), off (bots run menu-driven, no NLU).",
+    ),
+    Variable(
+        "IOC_RASA_PYTHON",
+        "(pyenv 3.10)",
+        "Python 3.10 interpreter for Rasa's venv (default: pyenv's newest 3.10).",
+    ),
+    Variable("IOC_RASA_PORT", "5005", "Port of the project's own Rasa server (127.0.0.1).", int),
+    Variable(
+        "IOC_RASA_URL",
+        "",
+        "Use this Rasa server instead of starting one (e.g. http://nlu:5005).",
+    ),
+    Variable("IOC_RASA_TOKEN", "(generated)", "Rasa API token; kept in secrets.json if unset."),
+    Variable(
+        "IOC_NLU_TIMEOUT_MS",
+        "1500",
+        "How long a bot waits for Rasa before answering menu-driven.",
+        int,
+    ),
+    Variable(
+        "IOC_NLU_RETRY_S",
+        "10",
+        "After Rasa failed, seconds before it is asked again (menu-driven meanwhile).",
+        int,
+    ),
+    Variable(
+        "IOC_NLU_MIN_CONFIDENCE",
+        "0.45",
+        "Intent confidence below which the bot asks the citizen to choose.",
+        float,
+    ),
+)
+
+_BY_NAME = {v.name: v for v in VARIABLES}
+
+
+@dataclass(frozen=True)
+class NluSettings:
+    mode: str
+    python: str
+    port: int
+    url: str
+    token: str
+    timeout_ms: int
+    retry_s: int
+    min_confidence: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> NluSettings:
+        source: Mapping[str, str] = os.environ if env is None else env
+
+        def g(name: str) -> str:
+            var = _BY_NAME[name]
+            raw = source.get(name, "").strip()
+            return raw or ("" if var.default.startswith("(") else var.default)
+
+        def number(name: str, kind: type[int] | type[float], low: float) -> float:
+            raw = g(name)
+            try:
+                value = kind(raw)
+            except ValueError:
+                raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
+            if value < low:
+                raise ConfigError(f"{name} must be at least {low}")
+            return value
+
+        mode = g("IOC_RASA")
+        if mode not in ("auto", "off"):
+            raise ConfigError(f"IOC_RASA must be auto or off, got {mode!r}")
+        port = int(number("IOC_RASA_PORT", int, 1))
+        if port > 65535:
+            raise ConfigError(f"IOC_RASA_PORT={port} is out of range")
+        confidence = number("IOC_NLU_MIN_CONFIDENCE", float, 0)
+        if confidence > 1:
+            raise ConfigError("IOC_NLU_MIN_CONFIDENCE must be between 0 and 1")
+        return cls(
+            mode=mode,
+            python=g("IOC_RASA_PYTHON"),
+            port=port,
+            url=g("IOC_RASA_URL").rstrip("/"),
+            token=g("IOC_RASA_TOKEN"),
+            timeout_ms=int(number("IOC_NLU_TIMEOUT_MS", int, 1)),
+            retry_s=int(number("IOC_NLU_RETRY_S", int, 0)),
+            min_confidence=confidence,
+        )
