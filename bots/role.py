@@ -21,9 +21,11 @@ from bots.core.flows import load_flows
 from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
 from bots.core.sender import Sender
 from bots.core.service import BotService
+from bots.notify import NAMES, Notifier
 from bots.settings import BotSettings
 from bots.store.service import BotStore
 from ioc_core.api.web import PRIMARY, core_of, system_api
+from ioc_core.config import Settings
 from ioc_core.i18n import Translator
 from nlu.client import Nlu, configured_nlu
 from nlu.settings import NluSettings
@@ -50,6 +52,7 @@ class Bots:
 
 
 BOTS: web.AppKey[Bots] = web.AppKey("bots", Bots)
+NOTIFY_GROUP = "bots-notify"
 
 
 def attach(app: web.Application) -> None:
@@ -107,6 +110,31 @@ def build_bots(
     return bots
 
 
+def _zalo(settings: BotSettings, hub: Settings) -> Channel:
+    import aiohttp
+
+    from bots.zalo.adapter import TokenKeeper, ZaloChannel
+
+    http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
+    tokens = TokenKeeper(
+        path=hub.data_dir / "bots" / "zalo-tokens.json",
+        app_id=settings.zalo_app_id,
+        app_secret=settings.zalo_app_secret,
+        oauth_base=settings.zalo_oauth,
+        access=settings.zalo_access_token,
+        refresh=settings.zalo_refresh_token,
+        http=http,
+    )
+    return ZaloChannel(
+        app_id=settings.zalo_app_id,
+        oa_secret=settings.zalo_oa_secret,
+        api_base=settings.zalo_api,
+        tokens=tokens,
+        http=http,
+        max_photo_bytes=hub.max_attachment_bytes,
+    )
+
+
 async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     settings = BotSettings.from_env()  # a wrong value stops the start, saying which
     nlu_settings = NluSettings.from_env()
@@ -119,7 +147,10 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         telegram = TelegramChannel(token=settings.telegram_token, api_base=settings.telegram_api)
         await telegram.start()
         bots.channels["telegram"] = telegram
+    if settings.zalo:
+        bots.channels["zalo"] = _zalo(settings, core_of(app).settings)
     tasks: list[asyncio.Task[None]] = []
+    subscribed = False
     if app[PRIMARY]:
         for name, channel in bots.channels.items():
             sender = Sender(
@@ -132,10 +163,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             bots.senders[name] = sender
             tasks.append(asyncio.create_task(sender.run(), name=f"sender:{name}"))
         if bots.channels:
+            notifier = Notifier(store=bots.store, api=system_api(app, name="bots"), texts=TEXTS)
+            core_of(app).bus.subscribe(group=NOTIFY_GROUP, handler=notifier, names=NAMES)
+            subscribed = True
             logger.info("bots: %s", ", ".join(bots.channels))
     try:
         yield
     finally:
+        if subscribed:
+            await core_of(app).bus.unsubscribe(NOTIFY_GROUP)
         for task in tasks:
             task.cancel()
         for task in tasks:

@@ -35,13 +35,22 @@ class Malformed(IocError):
     error_id = "malformed-update"
 
 
-async def read_json(request: web.Request) -> dict[str, Any]:
-    """The webhook's JSON object, read with a size limit; 400/413 saying what is wrong."""
+async def read_body(request: web.Request) -> bytes:
+    """The raw body, at most MAX_WEBHOOK_BYTES (413 beyond)."""
     if (request.content_length or 0) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge(f"updates are at most {MAX_WEBHOOK_BYTES} bytes")
     body = await request.content.read(MAX_WEBHOOK_BYTES + 1)
     if len(body) > MAX_WEBHOOK_BYTES:
         raise PayloadTooLarge(f"updates are at most {MAX_WEBHOOK_BYTES} bytes")
+    return body
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    """The webhook's JSON object, read with a size limit; 400/413 saying what is wrong."""
+    return parse_json(await read_body(request))
+
+
+def parse_json(body: bytes) -> dict[str, Any]:
     try:
         data = json.loads(body)
     except ValueError:
@@ -81,6 +90,37 @@ async def telegram_webhook(request: web.Request) -> web.Response:
         await bots.service.handle(msg, channel)
     if query is not None:
         await channel.answer_callback(query)
+    return json_response({"ok": True})
+
+
+# ---------------------------------------------------------------------- Zalo
+
+
+@routes.post("/bots/zalo/webhook")
+async def zalo_webhook(request: web.Request) -> web.Response:
+    """Zalo OA events. The signature covers the body exactly as received, so it is read raw;
+    anything unsigned, signed for another app, or malformed is refused before it is used."""
+    from bots.zalo.adapter import ZaloChannel, signed
+
+    bots = bots_of(request)
+    channel = bots.channels.get("zalo")
+    if channel is None:
+        raise NotFound("Zalo is not configured here", error_id="channel-not-configured")
+    assert isinstance(channel, ZaloChannel)
+    header = request.headers.get("X-ZEvent-Signature", "")
+    if not header:
+        raise Unauthorized("missing X-ZEvent-Signature", error_id="bad-webhook-signature")
+    body = await read_body(request)
+    event = parse_json(body)
+    app_id, stamp = str(event.get("app_id", "")), str(event.get("timestamp", ""))
+    if app_id != channel.app_id or not signed(header, app_id, body, stamp, channel.oa_secret):
+        raise Unauthorized("the signature does not match", error_id="bad-webhook-signature")
+    try:
+        msg = channel.parse(event)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise Malformed(f"not a Zalo event: {exc}") from None
+    if msg is not None:
+        await bots.service.handle(msg, channel)
     return json_response({"ok": True})
 
 

@@ -98,6 +98,10 @@ class Bus(Protocol):
         `start()` begins consuming at once (a new Redis group reads the stream from its
         start: consumers must tolerate old events)."""
 
+    async def unsubscribe(self, group: str) -> None:
+        """Stop delivering to `group` in this process (a role whose lifetime ends before the
+        bus's); a Redis group keeps its place in the stream for the next subscriber."""
+
     async def health(self) -> Mapping[str, Any]: ...
 
 
@@ -182,6 +186,12 @@ class InProcessBus:
         self._started = True
         for grp in self._groups.values():
             grp.worker = asyncio.create_task(self._work(grp), name=f"bus:{grp.name}")
+
+    async def unsubscribe(self, group: str) -> None:
+        grp = self._groups.pop(group, None)
+        if grp is not None and grp.worker is not None:
+            grp.worker.cancel()
+            await asyncio.gather(grp.worker, return_exceptions=True)
 
     async def publish(self, events: Sequence[Event]) -> None:
         if self._closed:
@@ -308,6 +318,7 @@ class _StreamGroup:
     claim_cursor: str = "0-0"
     next_sweep: float = 0.0
     ready: bool = False
+    task: asyncio.Task[None] | None = None
     # Last handler error per pending entry, so the dead letter says why it died.
     last_errors: dict[str, str] = field(default_factory=dict)
 
@@ -382,7 +393,15 @@ class RedisStreamsBus:
         if self._started:  # a feature's role subscribing once the hub runs: its loop
             # creates the group (retrying while Redis is away).
             grp.ready = False
-            self._tasks.append(asyncio.create_task(self._run(grp), name=f"bus:{grp.name}"))
+            grp.task = asyncio.create_task(self._run(grp), name=f"bus:{grp.name}")
+            self._tasks.append(grp.task)
+
+    async def unsubscribe(self, group: str) -> None:
+        grp = self._groups.pop(group, None)
+        if grp is not None and grp.task is not None:
+            grp.task.cancel()
+            await asyncio.gather(grp.task, return_exceptions=True)
+            self._tasks.remove(grp.task)
 
     async def start(self) -> None:
         if self._started:
@@ -397,7 +416,8 @@ class RedisStreamsBus:
                 await self._ensure_group(grp)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 logger.warning("bus: cannot create group %s yet: %s", grp.name, exc)
-            self._tasks.append(asyncio.create_task(self._run(grp), name=f"bus:{grp.name}"))
+            grp.task = asyncio.create_task(self._run(grp), name=f"bus:{grp.name}")
+            self._tasks.append(grp.task)
 
     async def publish(self, events: Sequence[Event]) -> None:
         if self._closed:

@@ -29,6 +29,6 @@ class Channel(Protocol):
     async def fetch_photo(self, msg: Inbound) -> bytes:
         """The photo a message carries, downloaded from the channel."""
 
-    def may_send(self, kind: str, last_inbound: datetime | None, now: datetime) -> bool:
-        """Whether the channel's rules allow a message of `kind` (reply, notice, agent) to a
-        chat whose citizen last wrote at `last_inbound`."""
+    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
+        """Why the channel's rules forbid a message of `kind` (reply, notice, agent) to a chat
+        whose citizen last wrote at `last_inbound`; None when they allow it."""

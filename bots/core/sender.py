@@ -96,13 +96,9 @@ class Sender:
     async def _deliver(self, item: Outgoing) -> None:
         name = self.channel.name
         last = await self.store.last_inbound(name, item.chat_id)
-        if not self.channel.may_send(item.kind, last, utcnow()):
-            await self.store.failed(
-                item.id, "outside the channel's messaging window", retry_at=None
-            )
-            logger.warning(
-                "%s: %s to %s not allowed by the channel's rules", name, item.kind, item.chat_id
-            )
+        if refused := self.channel.why_not(item.kind, last, utcnow()):
+            await self.store.failed(item.id, refused, retry_at=None)
+            logger.warning("%s: %s to %s not sent: %s", name, item.kind, item.chat_id, refused)
             return
         try:
             await self.channel.send(item.chat_id, Reply.from_json(item.payload))

@@ -6,13 +6,14 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.core.engine import Conversation
@@ -131,6 +132,23 @@ class BotStore:
         async with transaction(self.sessions) as s:
             self._queue(s, channel, chat_id, replies, now=utcnow(), kind=kind)
         self._on_queued()
+
+    async def queue_notices(
+        self, event_id: str, notices: Mapping[Recipient, Sequence[Reply]]
+    ) -> bool:
+        """Notices for one bus event, queued once: the event id is recorded with them, so a
+        redelivered event adds nothing. False when it had been handled already."""
+        now = utcnow()
+        try:
+            async with transaction(self.sessions) as s:
+                s.add(Seen(channel="bus", message_id=event_id[:64], at=now))
+                await s.flush()
+                for r, replies in notices.items():
+                    self._queue(s, r.channel, r.chat_id, replies, now=now, kind="notice")
+        except IntegrityError:
+            return False
+        self._on_queued()
+        return True
 
     async def _chat(self, s: AsyncSession, channel: str, chat_id: str) -> Chat | None:
         row: Chat | None = (

@@ -162,5 +162,5 @@ class TelegramChannel:
             # Blocked by the user, chat gone, or a message Telegram refuses: never deliverable.
             raise Undeliverable(f"telegram: {exc}") from exc
 
-    def may_send(self, kind: str, last_inbound: datetime | None, now: datetime) -> bool:
-        return True  # a bot may write to anyone who started it, until they block it
+    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
+        return None  # a bot may write to anyone who started it, until they block it

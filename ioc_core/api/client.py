@@ -15,6 +15,7 @@ from ioc_core.http import parse_model
 from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
+from ioc_core.incidents.views import render_timeline
 from ioc_core.runtime import Core
 
 
@@ -63,6 +64,10 @@ class CoreApi(Protocol):
 
     async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         """Areas (wards, communes, ...) whose name matches `query`, best first."""
+        ...
+
+    async def timeline(self, ref: str) -> list[dict[str, Any]]:
+        """The incident's timeline as this API's principal may see it, oldest first."""
         ...
 
     def calltaker(self, name: str) -> CoreApi:
@@ -189,6 +194,14 @@ class InProcessCoreApi:
             rows, _total = await list_areas(s, parent=None, q=query, limit=limit, offset=0)
         return [{"code": a.code, "name": a.name, "kind": a.kind, "level": a.level} for a in rows]
 
+    async def timeline(self, ref: str) -> list[dict[str, Any]]:
+        async def go() -> list[dict[str, Any]]:
+            rows = await service.get_timeline(self._core, ref, principal=self._principal)
+            return render_timeline(rows, self._principal)
+
+        result: list[dict[str, Any]] = await self._call(go())
+        return result
+
     def calltaker(self, name: str) -> InProcessCoreApi:
         return InProcessCoreApi(
             core=self._core, principal=Principal(role=Role.CALLTAKER, name=name)
@@ -290,6 +303,10 @@ class HttpCoreApi:
 
     async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
         data = await self._request("GET", "/areas", params={"q": query, "limit": str(limit)})
+        return list(data.get("items", []))
+
+    async def timeline(self, ref: str) -> list[dict[str, Any]]:
+        data = await self._request("GET", f"/incidents/{ref}/timeline")
         return list(data.get("items", []))
 
     def public(self) -> HttpCoreApi:

@@ -125,7 +125,21 @@ async def test_report_status_rating_through_telegram(
     # The agency resolves it; the citizen rates it (the bot knows their one report).
     for action, extra in [("verify", {}), ("assign", {"agency": "SXD"}), ("start", {})]:
         await staff.transition(code, action, **extra)
+    await staff.add_reply(code, "Đội duy tu sẽ vá trong tuần")
     await staff.transition(code, "resolve", note="Đã vá ổ gà")
+    # The citizen was told each step on Telegram (CH-3), the result with its reason.
+    told = [
+        "đã được xác minh",
+        "giao cho SXD",
+        "đang được xử lý",
+        "trả lời mới: Đội duy tu sẽ vá trong tuần",
+        "đã có kết quả: Đã vá ổ gà",
+    ]
+    await wait_until(
+        lambda: all(any(t in x for x in cloud.texts(chat)) for t in told),
+        within=15,
+        what="the notices",
+    )
     out = await say(hub, cloud, chat, U.text(chat, "tôi muốn đánh giá"))
     assert "hài lòng" in out
     out = await say(hub, cloud, chat, U.button(chat, "5"))
@@ -173,8 +187,10 @@ async def test_handoff_to_a_call_taker(
         f"/api/v1/chats/handoffs/{item['id']}/message", headers=auth, json={"text": "Chào anh"}
     )
     assert r.status == 200
-    texts = await cloud.wait_texts(chat, before + 2)
-    assert "Lan" in texts[-1] and "Chào anh" in texts[-1]
+    await wait_until(
+        lambda: any("Lan: Chào anh" in t for t in cloud.texts(chat)), what="the agent's words"
+    )
+    assert any("Lan đã tham gia" in t for t in cloud.texts(chat)[before:])
     r = await hub.post(f"/api/v1/chats/handoffs/{item['id']}/close", headers=auth)
     assert (await r.json())["status"] == "closed"
     await cloud.wait_texts(chat, before + 3)

@@ -114,3 +114,10 @@ def test_training_markup_is_read_back() -> None:
         {"entity": "category", "value": "ha_tang.duong_cau", "start": 3, "end": 7},
         {"entity": "location", "value": "đường Lê Lợi", "start": 10, "end": 22},
     ]
+
+
+def test_an_unsure_model_raises_no_alarm_alone() -> None:
+    u = understanding("co o ga lon o duong Le Loi", _parse("emergency_police", 0.42))
+    assert (u.intent, u.emergency) == ("emergency_police", None)
+    sure = understanding("ông tôi co giật", _parse("emergency_medical", 0.9))
+    assert sure.emergency == "115"
