@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +24,7 @@ from bots.core.service import BotService
 from bots.notify import NAMES, Notifier
 from bots.settings import BotSettings
 from bots.store.service import BotStore
+from bots.webchat.channel import WebChatChannel
 from ioc_core.api.web import PRIMARY, core_of, system_api
 from ioc_core.config import Settings
 from ioc_core.i18n import Translator
@@ -46,9 +47,13 @@ class Bots:
     channels: dict[str, Channel] = field(default_factory=dict)
     senders: dict[str, Sender] = field(default_factory=dict)
 
+    waiters: list[Callable[[], None]] = field(default_factory=list)
+
     def wake(self) -> None:
         for sender in self.senders.values():
             sender.wake()
+        for waiter in self.waiters:
+            waiter()
 
 
 BOTS: web.AppKey[Bots] = web.AppKey("bots", Bots)
@@ -149,10 +154,18 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         bots.channels["telegram"] = telegram
     if settings.zalo:
         bots.channels["zalo"] = _zalo(settings, core_of(app).settings)
+    # The web chat needs no cloud: always on; its sockets deliver its replies.
+    web_chat = WebChatChannel(
+        store=bots.store, max_photo_bytes=core_of(app).settings.max_attachment_bytes
+    )
+    bots.channels["web"] = web_chat
+    bots.waiters.append(web_chat.wake)
     tasks: list[asyncio.Task[None]] = []
     subscribed = False
     if app[PRIMARY]:
         for name, channel in bots.channels.items():
+            if name == "web":
+                continue  # delivered by the chat's own socket
             sender = Sender(
                 channel=channel,
                 store=bots.store,
@@ -162,7 +175,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
             )
             bots.senders[name] = sender
             tasks.append(asyncio.create_task(sender.run(), name=f"sender:{name}"))
-        if bots.channels:
+        if bots.channels:  # the web chat is always there
             notifier = Notifier(store=bots.store, api=system_api(app, name="bots"), texts=TEXTS)
             core_of(app).bus.subscribe(group=NOTIFY_GROUP, handler=notifier, names=NAMES)
             subscribed = True

@@ -3,9 +3,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
+import html
 import json
 import logging
+from pathlib import Path
 from typing import Any, Literal
 
 from aiohttp import web
@@ -17,6 +21,7 @@ from bots.store.models import Handoff
 from ioc_core.api.web import require_staff
 from ioc_core.errors import IocError, NotFound, Unauthorized
 from ioc_core.http import json_response, read_model
+from ioc_core.i18n import pick_language
 
 logger = logging.getLogger(__name__)
 
@@ -122,6 +127,79 @@ async def zalo_webhook(request: web.Request) -> web.Response:
     if msg is not None:
         await bots.service.handle(msg, channel)
     return json_response({"ok": True})
+
+
+# ---------------------------------------------------------------------- web chat
+
+PAGE = Path(__file__).resolve().parent / "webchat" / "static" / "chat.html"
+PAGE_TEXTS = ("offline", "no_location")
+
+
+@routes.get("/chat")
+async def chat_page(request: web.Request) -> web.Response:
+    """The widget's page (embed it in the province portal with an iframe)."""
+    lang = request.query.get("lang") or pick_language(request.headers.get("Accept-Language"))
+    lang = lang if lang in ("vi", "en") else "vi"
+    t = TEXTS.t
+    page = PAGE.read_text("utf-8")
+    texts = {k: t(f"web.{k}", lang) for k in PAGE_TEXTS}
+    for key, value in {
+        "__LANG__": lang,
+        "__TITLE__": t("web.title", lang),
+        "__EMERGENCY__": t("web.emergency", lang),
+        "__PLACEHOLDER__": t("web.placeholder", lang),
+        "__SEND__": t("web.send", lang),
+        "__LOCATION__": t("web.location", lang),
+        "__PHOTO__": t("web.photo", lang),
+        "__TEXTS__": json.dumps(texts, ensure_ascii=False),
+    }.items():
+        page = page.replace(key, html.escape(value, quote=True) if key != "__TEXTS__" else value)
+    return web.Response(text=page, content_type="text/html", charset="utf-8")
+
+
+@routes.get("/bots/web/ws")
+async def chat_socket(request: web.Request) -> web.WebSocketResponse:
+    """One citizen's chat: their messages in, the bot's replies out (see webchat.channel)."""
+    from bots.webchat.channel import (
+        MAX_MESSAGE,
+        WebChatChannel,
+        new_chat_id,
+        receive,
+        valid_chat_id,
+    )
+
+    bots = bots_of(request)
+    channel = bots.channels["web"]
+    assert isinstance(channel, WebChatChannel)
+    lang = request.query.get("lang", "vi")
+    lang = lang if lang in ("vi", "en") else "vi"
+    chat_id = request.query.get("chat", "")
+    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
+    await ws.prepare(request)
+    if not valid_chat_id(chat_id):
+        chat_id = new_chat_id()
+        await ws.send_json({"chat": chat_id})
+    pusher = asyncio.create_task(channel.deliver(chat_id, ws))
+    seq = 0
+    try:
+        while (data := await receive(ws)) is not None:
+            seq += 1
+            try:
+                if not isinstance(data, dict):
+                    raise ValueError("a message is a JSON object")
+                msg = channel.parse(chat_id, seq, data, lang)
+            except (KeyError, TypeError, ValueError) as exc:
+                await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason=str(exc))})
+                continue
+            await bots.service.handle(msg, channel)
+    except ValueError:  # not JSON
+        await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason="not JSON")})
+    finally:
+        pusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pusher
+        await ws.close()
+    return ws
 
 
 # ---------------------------------------------------------------------- hand-offs

@@ -68,6 +68,9 @@ def emergency_service(text: str) -> str | None:
     only beside another word of the same emergency ("bi chay", "chay nha")."""
     bare_text = not has_marks(text)
     ambiguous = _ambiguous_bare()
+    for phrase in _data().get("_not_emergency", []):
+        for found in _matches(text, [phrase]):
+            text = fold(text, keep_marks=not bare_text).replace(f" {found} ", " ")
     for number in PRIORITY:
         hits = _matches(text, emergency_words().get(number, ()))
         if bare_text and all(h in ambiguous for h in hits) and len(hits) < 2:

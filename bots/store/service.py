@@ -377,18 +377,18 @@ class BotStore:
 
     # ------------------------------------------------------------------ outgoing
 
-    async def due(self, channel: str, *, limit: int = 100) -> list[Outgoing]:
+    async def due(
+        self, channel: str, *, chat_id: str | None = None, limit: int = 100
+    ) -> list[Outgoing]:
+        stmt = select(Outgoing).where(
+            Outgoing.channel == channel,
+            Outgoing.status == "pending",
+            Outgoing.next_at <= utcnow(),
+        )
+        if chat_id is not None:
+            stmt = stmt.where(Outgoing.chat_id == chat_id)
         async with self.sessions() as s:
-            rows = await s.scalars(
-                select(Outgoing)
-                .where(
-                    Outgoing.channel == channel,
-                    Outgoing.status == "pending",
-                    Outgoing.next_at <= utcnow(),
-                )
-                .order_by(Outgoing.id)
-                .limit(limit)
-            )
+            rows = await s.scalars(stmt.order_by(Outgoing.id).limit(limit))
             return list(rows.all())
 
     async def sent(self, item_id: int) -> None:

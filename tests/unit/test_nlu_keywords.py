@@ -25,6 +25,9 @@ from nlu.keywords import emergency_service, fold, suggest_category
         ("cháy và có người bị thương", "114"),  # several: fire first
         ("Đèn đường hỏng ở phường Đồng Xoài", None),
         ("chạy bộ buổi sáng", None),  # with diacritics, "chạy" (run) is not "cháy" (fire)
+        ("Rác thải đổ trộm đầu hẻm", None),  # illegal dumping, not a theft
+        ("nhà tôi bị trộm", "113"),
+        ("tôi muốn đánh giá 5 sao", None),  # "đánh" as in rating, not a beating
         ("", None),
     ],
 )
