@@ -102,7 +102,18 @@ class Engine:
 
     # ------------------------------------------------------------------ entry
 
-    async def handle(self, msg: Inbound, conv: Conversation, services: Any) -> list[Reply]:
+    def wants_understanding(self, msg: Inbound) -> bool:
+        return bool(msg.text.strip()) and msg.kind in ("text", "photo")
+
+    async def handle(
+        self,
+        msg: Inbound,
+        conv: Conversation,
+        services: Any,
+        understood: Awaitable[Understanding] | None = None,
+    ) -> list[Reply]:
+        """`understood`: the NLU's answer, already asked for (the caller overlaps it with
+        loading the conversation); asked here otherwise."""
         ctx = Ctx(self, msg, conv, services)
         if conv.expired:
             ctx.say("session.expired")
@@ -117,8 +128,8 @@ class Engine:
             ctx.say("cancelled")
             self._menu(ctx)
             return ctx.replies
-        if msg.text.strip() and msg.kind in ("text", "photo"):
-            ctx.understood = await self.nlu.understand(msg.text)
+        if self.wants_understanding(msg):
+            ctx.understood = await (understood or self.nlu.understand(msg.text))
         u = ctx.understood
         if u is not None and u.emergency and conv.flow != "emergency":
             await self.start(ctx, "emergency", {"number": u.emergency})

@@ -47,8 +47,16 @@ class BotService:
             msg = replace(msg, text=msg.text[:MAX_TEXT])
         lock = self._lock(msg)
         async with lock:
+            # The NLU's answer (tens of ms) is asked for while the conversation loads.
+            understood = (
+                asyncio.ensure_future(self.engine.nlu.understand(msg.text))
+                if self.engine.wants_understanding(msg)
+                else None
+            )
             turn = await self.store.begin(msg)
             if turn.duplicate:
+                if understood is not None:
+                    understood.cancel()
                 return []
             conv = turn.conversation
             if not msg.language:
@@ -57,13 +65,17 @@ class BotService:
                 if msg.kind == "unsupported":
                     replies = [Reply(self.engine.texts.t("unsupported", conv.language))]
                 else:
-                    replies = await self.engine.handle(msg, conv, self._services(channel))
+                    replies = await self.engine.handle(
+                        msg, conv, self._services(channel), understood
+                    )
             except Exception:
                 # Never leave a citizen without an answer, nor stuck in a broken flow: the
                 # answer names the emergency numbers.
                 logger.exception("turn failed for %s:%s", msg.channel, msg.chat_id)
                 conv.end()
                 replies = [Reply(self.engine.texts.t("error.try_later", conv.language))]
+            if understood is not None and not understood.done():
+                understood.cancel()  # the turn ended before it was needed (a command, a failure)
             flow = self.engine.flows.flows.get(conv.flow or "")
             await self.store.finish(turn, msg, replies, timeout_s=flow.timeout_s if flow else None)
             return replies

@@ -29,7 +29,7 @@ async def hub(core: Core, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Test
 
 
 async def replies(ws: Any, count: int) -> list[dict[str, Any]]:
-    out = []
+    out: list[dict[str, Any]] = []
     while len(out) < count:
         msg = await ws.receive_json(timeout=10)
         if "reply" in msg:
