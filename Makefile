@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services tools lint bench bench-switchboard bench-speech bench-nlu clean
+.PHONY: run test setup services tools lint bench bench-switchboard bench-speech bench-nlu bench-bots clean
 
 $(STAMP):
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
@@ -58,6 +58,11 @@ bench-speech: setup tools
 # 1.5 minutes per pipeline; BENCH_ARGS="--diet" adds Rasa's transformer).
 bench-nlu: setup
 	$(VENV)/bin/python -m bench.nlu $(BENCH_ARGS)
+
+# The Telegram bot under 100 concurrent chats: webhook -> first reply, with the NLU on
+# PostgreSQL and SQLite, against a bare webhook (about 3 minutes).
+bench-bots: setup services
+	$(VENV)/bin/python -m bench.bots $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -185,6 +185,8 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     finally:
         if subscribed:
             await core_of(app).bus.unsubscribe(NOTIFY_GROUP)
+        for sender in bots.senders.values():
+            sender.stop()
         for task in tasks:
             task.cancel()
         for task in tasks:

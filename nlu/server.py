@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.artifacts import ArtifactCache, Inputs
+from ioc_core.processes import alive
 
 logger = logging.getLogger(__name__)
 
@@ -202,21 +203,6 @@ def ensure_model(cache: ArtifactCache, env_dir: Path) -> Path:
 # ---------------------------------------------------------------------- the server
 
 
-def _alive(pid: int) -> bool:
-    # Our own child stays a zombie after it exits until reaped; when another `ioc` process
-    # started it, init reaps it and kill(pid, 0) tells.
-    try:
-        done, _status = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 @dataclass(frozen=True)
 class Status:
     running: bool
@@ -266,7 +252,7 @@ class RasaServer:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def _get(self, path: str, timeout: float = 2) -> dict[str, object] | None:
         sep = "&" if "?" in path else "?"

@@ -342,6 +342,17 @@ async def _drop_photos(ctx: Ctx) -> None:
 # ---------------------------------------------------------------------- status
 
 
+async def _public_incident(ctx: Ctx, code: str) -> dict[str, Any] | None:
+    """The report as the public sees it; None (the citizen told) when there is none."""
+    try:
+        return await services(ctx).public.get_incident(code)
+    except CoreApiError as exc:
+        if exc.status != 404:
+            raise
+        ctx.say("status.not_found", code=code)
+        return None
+
+
 async def start_status(ctx: Ctx, data: dict[str, Any]) -> str | None:
     return await status_lookup(ctx) if find_code(ctx) else None
 
@@ -352,12 +363,8 @@ async def status_lookup(ctx: Ctx) -> str:
     if code is None:
         ctx.say("status.code_fallback")
         return "again"
-    try:
-        inc = await s.public.get_incident(code)
-    except CoreApiError as exc:
-        if exc.status != 404:
-            raise
-        ctx.say("status.not_found", code=code)
+    inc = await _public_incident(ctx, code)
+    if inc is None:
         return "again"
     lang = ctx.lang
     due = s.local(inc.get("due_at"))
@@ -408,13 +415,8 @@ async def rate_code(ctx: Ctx) -> str:
 
 
 async def _rate_code(ctx: Ctx, code: str) -> str:
-    s = services(ctx)
-    try:
-        inc = await s.public.get_incident(code)
-    except CoreApiError as exc:
-        if exc.status != 404:
-            raise
-        ctx.say("status.not_found", code=code)
+    inc = await _public_incident(ctx, code)
+    if inc is None:
         return "again"
     if inc.get("phase") not in ("resolved", "closed") or inc.get("state") == "rejected":
         state = (inc.get("state_label") or {}).get(ctx.lang, inc.get("state", ""))

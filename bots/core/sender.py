@@ -43,12 +43,20 @@ class Sender:
         self._busy: set[str] = set()
         self._slots = asyncio.Semaphore(IN_FLIGHT)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
 
     def wake(self) -> None:
         self._wake.set()
 
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
     async def run(self) -> None:
-        while True:
+        # asyncio.timeout, not wait_for: in Python 3.11 wait_for may swallow a cancellation
+        # that lands as the event fires, and this loop would then never end (seen in the
+        # suite as a hung shutdown); the flag ends it whatever happens to the cancellation.
+        while not self._stopping:
             self._wake.clear()
             try:
                 delay = await self.round()
@@ -56,7 +64,8 @@ class Sender:
                 logger.exception("%s sender: round failed", self.channel.name)
                 delay = POLL_S
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()
 
     async def round(self) -> float:
         """Start what may go now; returns how long until something else may."""

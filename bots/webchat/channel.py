@@ -115,7 +115,8 @@ class WebChatChannel:
                     await ws.send_json({"reply": item.payload})
                     await self.store.sent(item.id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(event.wait(), timeout=POLL_S)
+                    async with asyncio.timeout(POLL_S):
+                        await event.wait()
         except (ConnectionResetError, RuntimeError):
             pass  # the citizen went away; what is left waits for them
         finally:

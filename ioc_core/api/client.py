@@ -83,6 +83,15 @@ class CoreApi(Protocol):
 OPEN_PHASES = ("open", "active")
 
 
+def _rating(score: int, *, channel: str, channel_user_id: str, comment: str) -> dict[str, Any]:
+    return {
+        "score": score,
+        "comment": comment,
+        "channel": channel,
+        "channel_user_id": channel_user_id,
+    }
+
+
 def leaf_keywords(categories: Sequence[Mapping[str, Any]]) -> dict[str, list[str]]:
     """{code: keywords} of the categories nobody names as parent (a suggestion should be as
     specific as the catalogue allows). Keywords come comma-separated or as a list."""
@@ -174,12 +183,7 @@ class InProcessCoreApi:
     async def rate(
         self, ref: str, score: int, *, channel: str, channel_user_id: str, comment: str = ""
     ) -> dict[str, Any]:
-        body = {
-            "score": score,
-            "comment": comment,
-            "channel": channel,
-            "channel_user_id": channel_user_id,
-        }
+        body = _rating(score, channel=channel, channel_user_id=channel_user_id, comment=comment)
 
         async def go() -> dict[str, Any]:
             cmd = parse_model(RatingIn, body)
@@ -293,12 +297,7 @@ class HttpCoreApi:
     async def rate(
         self, ref: str, score: int, *, channel: str, channel_user_id: str, comment: str = ""
     ) -> dict[str, Any]:
-        body = {
-            "score": score,
-            "comment": comment,
-            "channel": channel,
-            "channel_user_id": channel_user_id,
-        }
+        body = _rating(score, channel=channel, channel_user_id=channel_user_id, comment=comment)
         return await self._request("POST", f"/incidents/{ref}/rating", json=body)
 
     async def find_areas(self, query: str, limit: int = 5) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.artifacts import mounts_under
+from ioc_core.processes import alive
 from telephony.asterisk.config import write
 
 logger = logging.getLogger(__name__)
@@ -34,21 +35,6 @@ OWNED_DIRS = (
     "/etc/asterisk",
 )
 SYSTEM_MOUNTS = (("proc", "proc"), ("/dev", "dev"))  # (source, target inside the chroot)
-
-
-def _alive(pid: int) -> bool:
-    # Our own child lingers as a zombie after exiting (kill(pid, 0) still succeeds) until it
-    # is reaped; when another `ioc` process started it, init reaps it and kill() tells.
-    try:
-        done, _status = os.waitpid(pid, os.WNOHANG)
-        return done == 0
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -130,7 +116,7 @@ class AsteriskProcess:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _alive(pid) else None
+        return pid if alive(pid) else None
 
     def start(self, config: Mapping[str, str], *, timeout_s: float = 60) -> int:
         """Start unless running (with `config`: file name -> text for /etc/asterisk);

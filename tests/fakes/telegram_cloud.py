@@ -15,6 +15,8 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes import serve
+
 
 @dataclass
 class Call:
@@ -45,11 +47,7 @@ class TelegramCloud:
         app = web.Application(client_max_size=50 << 20)
         app.router.add_route("*", "/bot{token}/{method}", self._method)
         app.router.add_get("/file/bot{token}/{path:.+}", self._file)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
         return self
 
     async def close(self) -> None:
@@ -81,7 +79,8 @@ class TelegramCloud:
                 )
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=0.2)
+                async with asyncio.timeout(0.2):
+                    await self._changed.wait()
         return self.texts(chat_id)
 
     def add_photo(self, file_id: str, data: bytes) -> None:

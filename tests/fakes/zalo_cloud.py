@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.zalo.adapter import signature
+from tests.fakes import serve
 
 
 @dataclass
@@ -45,11 +46,7 @@ class ZaloCloud:
         app.router.add_post("/v3.0/oa/message/cs", self._cs)
         app.router.add_post("/v4/oa/access_token", self._refresh)
         app.router.add_get("/img/{name}", self._image)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve(app)
         return self
 
     async def close(self) -> None:
@@ -72,7 +69,8 @@ class ZaloCloud:
                 raise AssertionError(f"timed out waiting for {count} messages to {user}")
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), timeout=0.2)
+                async with asyncio.timeout(0.2):
+                    await self._changed.wait()
         return self.texts(user)
 
     # ------------------------------------------------------------------ the API
