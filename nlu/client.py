@@ -74,9 +74,10 @@ def understanding(text: str, parsed: dict[str, Any] | None) -> Understanding:
         # The pre-check's words name the service more reliably than the model, which mixes
         # up emergencies it has seen few examples of (measured: bench/nlu.py).
         return Understanding(text, INTENT_OF[number], 1.0, entities, "safety", number)
-    # An unsure model does not raise an alarm by itself (a bare "co o ga o duong ..." once
-    # scored 0.42 as police); the pre-check's words still do.
-    number = NUMBER_OF.get(name or "") if confidence >= MODEL_EMERGENCY_MIN else None
+    if not number and confidence >= MODEL_EMERGENCY_MIN:
+        # An unsure model does not raise an alarm by itself (a bare "co o ga o duong ..."
+        # once scored 0.42 as police); the pre-check's words still do.
+        number = NUMBER_OF.get(name or "")
     return Understanding(text, name, confidence, entities, "rasa", number)
 
 

@@ -121,3 +121,8 @@ def test_an_unsure_model_raises_no_alarm_alone() -> None:
     assert (u.intent, u.emergency) == ("emergency_police", None)
     sure = understanding("ông tôi co giật", _parse("emergency_medical", 0.9))
     assert sure.emergency == "115"
+
+
+def test_the_pre_check_agreeing_with_an_unsure_model_still_alarms() -> None:
+    u = understanding("nhà tôi bị cháy", _parse("emergency_fire", 0.3))
+    assert (u.intent, u.emergency, u.source) == ("emergency_fire", "114", "rasa")
