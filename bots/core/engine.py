@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 START_WORDS = frozenset({"/start", "start", "bat dau", "menu", "/menu", "xin chao menu"})
 CANCEL_WORDS = frozenset({"/cancel", "cancel", "huy", "huy bo", "thoat", "dung lai", "stop"})
 FLOW_PAYLOAD = "flow:"
+DIGRESS_CONFIDENCE = 0.7  # how sure the NLU must be to leave a step that expects a place or code
 
 
 @dataclass
@@ -161,11 +162,15 @@ class Engine:
             kind = "choice"
         if kind == "choice" and "choice" not in step.accepts and "text" in step.accepts:
             kind = "text"
+        u = ctx.understood
+        other = self._target(u, DIGRESS_CONFIDENCE) if step.digress and kind == "text" else None
+        if other and other != ctx.conv.flow:
+            await self._go(ctx, other)
+            return
         if kind in step.accepts:
             outcome = await self.handlers[step.handler](ctx)
             await self._follow(ctx, step, outcome)
             return
-        u = ctx.understood
         target = self._target(u)
         if target and target != ctx.conv.flow:
             # The citizen changed the subject ("thôi, cho tôi hỏi hồ sơ PA-...").
@@ -229,8 +234,8 @@ class Engine:
 
     # ------------------------------------------------------------------ no flow
 
-    def _target(self, u: Understanding | None) -> str | None:
-        if u is None or u.intent is None or u.confidence < self.min_confidence:
+    def _target(self, u: Understanding | None, confidence: float | None = None) -> str | None:
+        if u is None or u.intent is None or u.confidence < (confidence or self.min_confidence):
             return None
         return self.flows.intents.get(u.intent)
 

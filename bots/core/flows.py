@@ -18,7 +18,17 @@ FLOWS_FILE = Path(__file__).resolve().parents[1] / "data" / "flows.toml"
 KINDS = frozenset({"text", "photo", "location", "choice"})
 END, STAY, HANDOFF = "@end", "@stay", "@handoff"
 SAY = "say:"
-_STEP_KEYS = {"say", "accepts", "handler", "fallback", "on", "buttons", "options", "ask_location"}
+_STEP_KEYS = {
+    "say",
+    "accepts",
+    "handler",
+    "fallback",
+    "on",
+    "buttons",
+    "options",
+    "ask_location",
+    "digress",
+}
 _FLOW_KEYS = {"timeout_s", "start", "steps"}
 
 
@@ -38,6 +48,9 @@ class Step:
     buttons: tuple[tuple[str, str], ...] = ()  # (text key, payload)
     options: str | None = None
     ask_location: bool = False
+    # A text the NLU confidently reads as another request leaves the flow for it (where an
+    # answer is a place or a code, "cho hỏi thủ tục..." is not one).
+    digress: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +119,7 @@ def _step(flow: str, name: str, raw: Mapping[str, Any], steps: Collection[str]) 
         buttons=tuple((k, p) for k, p in buttons),
         options=raw.get("options"),
         ask_location=bool(raw.get("ask_location", False)),
+        digress=bool(raw.get("digress", False)),
     )
 
 

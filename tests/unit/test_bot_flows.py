@@ -8,8 +8,12 @@ from typing import Any
 
 import pytest
 
+from bots.core.engine import Conversation, Engine
 from bots.core.flows import FlowError, check_handlers, load_flows, parse_flows
-from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS
+from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
+from bots.core.messages import Inbound
+from bots.role import PROCEDURES, TEXTS
+from nlu.client import Understanding
 
 GOOD: dict[str, Any] = {
     "menu": {"items": ["status"]},
@@ -78,3 +82,47 @@ def test_a_handler_that_does_not_exist_is_refused() -> None:
     flows = parse_flows(_with("flows.status.steps.code.handler", "no_such_handler"))
     with pytest.raises(FlowError, match="no handler 'no_such_handler'"):
         check_handlers(flows, HANDLERS, PROVIDERS)
+
+
+class _Understood:
+    """Stands in for the NLU client: answers what the test says the model said."""
+
+    def __init__(self, intent: str, confidence: float) -> None:
+        self.intent, self.confidence = intent, confidence
+
+    async def understand(self, text: str) -> Understanding:
+        return Understanding(text, self.intent, self.confidence)
+
+
+@pytest.mark.parametrize(
+    ("confidence", "flow", "said"),
+    [
+        (0.9, None, "Cấp, đổi thẻ căn cước"),  # sure: the question is answered
+        (0.5, "status", "Mã phản ánh có dạng"),  # unsure: the step asks for its code again
+    ],
+)
+async def test_a_step_that_expects_a_code_yields_to_a_clear_other_request(
+    confidence: float, flow: str | None, said: str
+) -> None:
+    engine = Engine(
+        flows=load_flows(),
+        handlers=HANDLERS,
+        providers=PROVIDERS,
+        starters=STARTERS,
+        texts=TEXTS,
+        nlu=_Understood("ask_procedure", confidence),  # type: ignore[arg-type]
+    )
+    services = Services(
+        api=None,  # type: ignore[arg-type]
+        public=None,  # type: ignore[arg-type]
+        store=None,  # type: ignore[arg-type]
+        faq=Faq.load(PROCEDURES),
+        fetch_photo=None,  # type: ignore[arg-type]
+    )
+    conv = Conversation(flow="status", step="code")
+    msg = Inbound(
+        channel="web", chat_id="c", message_id="1", kind="text", text="cho hỏi thủ tục làm căn cước"
+    )
+    replies = await engine.handle(msg, conv, services)
+    assert conv.flow == flow
+    assert said in "\n".join(r.text for r in replies)
