@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ioc_core.config import ConfigError, Variable
+from ioc_core.config import ConfigError, Variable, read_variable
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_TELEGRAM_TOKEN", "", "Telegram bot token (from @BotFather); unset: no Telegram."),
@@ -65,17 +66,8 @@ class BotSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> BotSettings:
         source: Mapping[str, str] = os.environ if env is None else env
 
-        def g(name: str) -> str:
-            return source.get(name, "").strip() or _BY_NAME[name].default
-
-        def positive(name: str, kind: type[int] | type[float]) -> float:
-            try:
-                value = kind(g(name))
-            except ValueError:
-                raise ConfigError(f"{name}={g(name)!r} is not a valid {kind.__name__}") from None
-            if value <= 0:
-                raise ConfigError(f"{name} must be positive")
-            return value
+        def g(name: str, minimum: float | None = None) -> Any:
+            return read_variable(source, _BY_NAME[name], minimum=minimum)
 
         token, secret = g("IOC_TELEGRAM_TOKEN"), g("IOC_TELEGRAM_WEBHOOK_SECRET")
         if token and not secret:
@@ -96,8 +88,8 @@ class BotSettings:
             zalo_refresh_token=g("IOC_ZALO_REFRESH_TOKEN"),
             zalo_api=g("IOC_ZALO_API_BASE").rstrip("/"),
             zalo_oauth=g("IOC_ZALO_OAUTH_BASE").rstrip("/"),
-            session_ttl_s=int(positive("IOC_BOT_SESSION_TTL_S", int)),
-            chat_rate=positive("IOC_BOT_CHAT_RATE", float),
-            global_rate=positive("IOC_BOT_GLOBAL_RATE", float),
-            send_attempts=int(positive("IOC_BOT_SEND_ATTEMPTS", int)),
+            session_ttl_s=g("IOC_BOT_SESSION_TTL_S", 1),
+            chat_rate=g("IOC_BOT_CHAT_RATE", 0.01),
+            global_rate=g("IOC_BOT_GLOBAL_RATE", 0.01),
+            send_attempts=g("IOC_BOT_SEND_ATTEMPTS", 1),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hmac
 import html
 import json
@@ -140,6 +141,12 @@ async def chat_page(request: web.Request) -> web.Response:
     """The widget's page (embed it in the province portal with an iframe)."""
     lang = request.query.get("lang") or pick_language(request.headers.get("Accept-Language"))
     lang = lang if lang in ("vi", "en") else "vi"
+    return web.Response(text=_page(lang), content_type="text/html", charset="utf-8")
+
+
+@functools.cache
+def _page(lang: str) -> str:
+    """The page in `lang`, made once per language (the file and texts do not change)."""
     t = TEXTS.t
     page = PAGE.read_text("utf-8")
     texts = {k: t(f"web.{k}", lang) for k in PAGE_TEXTS}
@@ -154,7 +161,7 @@ async def chat_page(request: web.Request) -> web.Response:
         "__TEXTS__": json.dumps(texts, ensure_ascii=False),
     }.items():
         page = page.replace(key, html.escape(value, quote=True) if key != "__TEXTS__" else value)
-    return web.Response(text=page, content_type="text/html", charset="utf-8")
+    return page
 
 
 @routes.get("/bots/web/ws")

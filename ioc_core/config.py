@@ -106,14 +106,24 @@ _BY_NAME = {v.name: v for v in VARIABLES}
 
 
 def _read(env: Mapping[str, str], name: str) -> Any:
-    var = _BY_NAME[name]
-    raw = env.get(name, "").strip() or var.default
+    return read_variable(env, _BY_NAME[name])
+
+
+def read_variable(env: Mapping[str, str], var: Variable, *, minimum: float | None = None) -> Any:
+    """`var` from `env`, parsed by its kind; unset gives its default, except a default in
+    parentheses ("(generated)"), which only describes what happens and reads as "". A bad
+    value, or one below `minimum`, is a ConfigError naming the variable. Feature packages
+    read their own VARIABLES tables through this too."""
+    raw = env.get(var.name, "").strip() or ("" if var.default.startswith("(") else var.default)
     if var.kind is str:
         return raw
     try:
-        return var.kind(raw)
+        value = var.kind(raw)
     except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a valid {var.kind.__name__}") from None
+        raise ConfigError(f"{var.name}={raw!r} is not a valid {var.kind.__name__}") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{var.name} must be at least {minimum:g}")
+    return value
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
-from ioc_core.config import ConfigError, Variable
+from ioc_core.config import ConfigError, Variable, read_variable
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
@@ -65,28 +66,16 @@ class NluSettings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> NluSettings:
         source: Mapping[str, str] = os.environ if env is None else env
 
-        def g(name: str) -> str:
-            var = _BY_NAME[name]
-            raw = source.get(name, "").strip()
-            return raw or ("" if var.default.startswith("(") else var.default)
-
-        def number(name: str, kind: type[int] | type[float], low: float) -> float:
-            raw = g(name)
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise ConfigError(f"{name}={raw!r} is not a valid {kind.__name__}") from None
-            if value < low:
-                raise ConfigError(f"{name} must be at least {low}")
-            return value
+        def g(name: str, minimum: float | None = None) -> Any:
+            return read_variable(source, _BY_NAME[name], minimum=minimum)
 
         mode = g("IOC_RASA")
         if mode not in ("auto", "off"):
             raise ConfigError(f"IOC_RASA must be auto or off, got {mode!r}")
-        port = int(number("IOC_RASA_PORT", int, 1))
+        port = g("IOC_RASA_PORT", 1)
         if port > 65535:
             raise ConfigError(f"IOC_RASA_PORT={port} is out of range")
-        confidence = number("IOC_NLU_MIN_CONFIDENCE", float, 0)
+        confidence = g("IOC_NLU_MIN_CONFIDENCE", 0)
         if confidence > 1:
             raise ConfigError("IOC_NLU_MIN_CONFIDENCE must be between 0 and 1")
         return cls(
@@ -95,7 +84,7 @@ class NluSettings:
             port=port,
             url=g("IOC_RASA_URL").rstrip("/"),
             token=g("IOC_RASA_TOKEN"),
-            timeout_ms=int(number("IOC_NLU_TIMEOUT_MS", int, 1)),
-            retry_s=int(number("IOC_NLU_RETRY_S", int, 0)),
+            timeout_ms=g("IOC_NLU_TIMEOUT_MS", 1),
+            retry_s=g("IOC_NLU_RETRY_S", 0),
             min_confidence=confidence,
         )

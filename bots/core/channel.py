@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import timedelta
 from typing import Protocol
 
 from bots.core.messages import Inbound, Reply
@@ -22,13 +22,12 @@ class Undeliverable(Exception):
 
 class Channel(Protocol):
     name: str
+    # How long after the citizen's last message the channel lets the bot write (Zalo's
+    # customer-service window); None: no such rule.
+    window: timedelta | None
 
     async def send(self, chat_id: str, reply: Reply) -> None:
         """Deliver one reply; RetryLater or Undeliverable when it cannot now or ever."""
 
     async def fetch_photo(self, msg: Inbound) -> bytes:
         """The photo a message carries, downloaded from the channel."""
-
-    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
-        """Why the channel's rules forbid a message of `kind` (reply, notice, agent) to a chat
-        whose citizen last wrote at `last_inbound`; None when they allow it."""

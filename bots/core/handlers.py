@@ -11,11 +11,12 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bots.core.engine import Ctx, Handler, Provider, Starter
 from bots.core.messages import Inbound, Reply
+from bots.store.service import BotStore
 from ioc_core.api import CoreApi, CoreApiError
 from ioc_core.api.client import leaf_keywords
 from nlu.keywords import suggest_category
@@ -33,33 +34,13 @@ SUBSCRIPTION_RADIUS_KM = 5.0
 MAX_LIST = 8  # buttons offered at once
 
 
-class Store(Protocol):
-    async def remember_report(self, incident_id: str, code: str, msg: Inbound) -> None: ...
-    async def reports_of(self, channel: str, chat_id: str) -> list[str]: ...
-    async def subscribe(
-        self,
-        msg: Inbound,
-        *,
-        area_code: str = "",
-        area_name: str = "",
-        lat: float | None = None,
-        lon: float | None = None,
-        radius_km: float = 0,
-    ) -> None: ...
-    async def open_handoff(self, msg: Inbound, *, urgent: bool, context: list[str]) -> int: ...
-    async def relay_to_agent(self, msg: Inbound) -> bool: ...
-    async def save_photo(self, msg: Inbound, data: bytes) -> str: ...
-    async def read_photo(self, path: str) -> bytes: ...
-    async def drop_photos(self, paths: list[str]) -> None: ...
-
-
 @dataclass
 class Services:
     """Everything a turn may use; `fetch_photo` is the channel's own download."""
 
     api: CoreApi
     public: CoreApi
-    store: Store
+    store: BotStore
     faq: Faq
     fetch_photo: Callable[[Inbound], Awaitable[bytes]]
     timezone: str = "Asia/Ho_Chi_Minh"

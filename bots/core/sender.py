@@ -103,12 +103,15 @@ class Sender:
             self.wake()
 
     async def _deliver(self, item: Outgoing) -> None:
-        name = self.channel.name
-        last = await self.store.last_inbound(name, item.chat_id)
-        if refused := self.channel.why_not(item.kind, last, utcnow()):
-            await self.store.failed(item.id, refused, retry_at=None)
-            logger.warning("%s: %s to %s not sent: %s", name, item.kind, item.chat_id, refused)
-            return
+        name, window = self.channel.name, self.channel.window
+        if window is not None:  # one more read per message, only where a window applies
+            last = await self.store.last_inbound(name, item.chat_id)
+            if last is None or utcnow() - last > window:
+                days = window.total_seconds() / 86400
+                refused = f"the citizen has not written in the last {days:g} days ({name}'s window)"
+                await self.store.failed(item.id, refused, retry_at=None)
+                logger.warning("%s: %s to %s not sent: %s", name, item.kind, item.chat_id, refused)
+                return
         try:
             await self.channel.send(item.chat_id, Reply.from_json(item.payload))
         except RetryLater as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from telegram import (
@@ -49,6 +49,7 @@ def _language(code: str | None) -> str:
 
 class TelegramChannel:
     name = "telegram"
+    window: timedelta | None = None  # a bot may write to whoever started it, until blocked
 
     def __init__(self, *, token: str, api_base: str = "https://api.telegram.org") -> None:
         self.bot = Bot(
@@ -161,6 +162,3 @@ class TelegramChannel:
         except (Forbidden, BadRequest, InvalidToken) as exc:
             # Blocked by the user, chat gone, or a message Telegram refuses: never deliverable.
             raise Undeliverable(f"telegram: {exc}") from exc
-
-    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
-        return None  # a bot may write to anyone who started it, until they block it

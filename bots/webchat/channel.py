@@ -16,7 +16,7 @@ import contextlib
 import logging
 import secrets
 from collections import defaultdict
-from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -41,6 +41,7 @@ def valid_chat_id(value: str) -> bool:
 
 class WebChatChannel:
     name = "web"
+    window: timedelta | None = None
 
     def __init__(self, *, store: BotStore, max_photo_bytes: int) -> None:
         self.store = store
@@ -100,9 +101,6 @@ class WebChatChannel:
     async def send(self, chat_id: str, reply: Reply) -> None:
         """Not used: the chat's socket delivers (see `deliver`)."""
         raise NotImplementedError
-
-    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
-        return None
 
     async def deliver(self, chat_id: str, ws: web.WebSocketResponse) -> None:
         """Push the chat's queued replies down this socket until it closes."""

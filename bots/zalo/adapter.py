@@ -25,7 +25,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,9 @@ class TokenKeeper:
 
 class ZaloChannel:
     name = "zalo"
+    # Customer-service messages only within 7 days of the citizen's last message; after that
+    # only paid, pre-approved templates may be sent (not used by the hub).
+    window: timedelta | None = WINDOW
 
     def __init__(
         self,
@@ -259,10 +262,3 @@ class ZaloChannel:
                 raise RetryLater(60, "zalo: rate limited (-32)")
             reason = NEVER.get(error) or f"zalo refused the message: {data}"
             raise Undeliverable(f"zalo {error}: {reason}")
-
-    def why_not(self, kind: str, last_inbound: datetime | None, now: datetime) -> str | None:
-        # Customer-service messages only within 7 days of the citizen's last message; after
-        # that only paid, pre-approved templates may be sent (not used by the hub).
-        if last_inbound is None or now - last_inbound > WINDOW:
-            return "the citizen has not written in the last 7 days (Zalo's customer-service window)"
-        return None
