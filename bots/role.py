@@ -22,6 +22,8 @@ from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
 from bots.core.sender import Sender
 from bots.core.service import BotService
 from bots.notify import NAMES, Notifier
+from bots.rasa.actions import RasaActions
+from bots.rasa.channel import RasaChannel
 from bots.settings import BotSettings
 from bots.store.service import BotStore
 from bots.webchat.channel import WebChatChannel
@@ -44,8 +46,11 @@ class Bots:
     store: BotStore
     nlu: Nlu
     settings: BotSettings
+    services: Callable[[Channel], Services]
     channels: dict[str, Channel] = field(default_factory=dict)
     senders: dict[str, Sender] = field(default_factory=dict)
+    # Rasa's custom actions (POST /nlu/actions), where the hub has a Rasa server.
+    actions: RasaActions | None = None
 
     waiters: list[Callable[[], None]] = field(default_factory=list)
 
@@ -110,6 +115,7 @@ def build_bots(
         store=store,
         nlu=nlu,
         settings=settings,
+        services=services,
     )
     holder.append(bots)
     return bots
@@ -160,6 +166,14 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     )
     bots.channels["web"] = web_chat
     bots.waiters.append(web_chat.wake)
+    if nlu.url:
+        # Rasa's own channels: its custom actions are served here, and what the hub has to
+        # tell those conversations later goes back through Rasa.
+        rasa = RasaChannel(url=nlu.url, token=nlu.token)
+        bots.channels["rasa"] = rasa
+        bots.actions = RasaActions(
+            engine=bots.service.engine, store=bots.store, services=bots.services, channel=rasa
+        )
     tasks: list[asyncio.Task[None]] = []
     subscribed = False
     if app[PRIMARY]:

@@ -17,6 +17,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
 from bots.core.messages import Reply
+from bots.rasa.actions import ActionError, read_call
 from bots.role import BOTS, TEXTS, Bots
 from bots.store.models import Handoff
 from ioc_core.api.web import require_staff
@@ -97,6 +98,33 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     if query is not None:
         await channel.answer_callback(query)
     return json_response({"ok": True})
+
+
+# ---------------------------------------------------------------------- Rasa's actions
+
+
+@routes.post("/nlu/actions")
+async def rasa_action(request: web.Request) -> web.Response:
+    """Rasa's custom actions over its JSON action protocol (bots/rasa/actions.py). Rasa
+    sends the hub's Rasa token as a bearer header (endpoints.yml); errors are answered in
+    Rasa's shape, `{"error", "action_name"}`, which its action client reads."""
+    bots = bots_of(request)
+    if bots.actions is None:
+        raise NotFound("Rasa is off here (IOC_RASA=off)", error_id="rasa-off")
+    token = bots.nlu.token  # IOC_RASA_TOKEN, else the project's server's own
+    given = request.headers.get("Authorization", "").encode()
+    if not token or not hmac.compare_digest(given, f"Bearer {token}".encode()):
+        raise Unauthorized(
+            "Rasa's calls carry the hub's Rasa token (Authorization: Bearer)",
+            error_id="bad-rasa-token",
+        )
+    try:
+        call = read_call(json.loads(await read_body(request)))
+        return json_response(await bots.actions.run(call))
+    except ValueError:
+        return json_response(ActionError(400, "", "the body is not JSON").as_dict(), 400)
+    except ActionError as exc:
+        return json_response(exc.as_dict(), exc.status)
 
 
 # ---------------------------------------------------------------------- Zalo

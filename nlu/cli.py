@@ -7,6 +7,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 from ioc_core.config import Settings
@@ -27,7 +28,15 @@ def actions_url(settings: Settings) -> str:
 def start(settings: Settings, nlu: NluSettings) -> dict[str, Any]:
     env_dir, model_dir = prepare(settings.cache_dir, nlu.python)
     server = _server(settings, nlu)
-    pid = server.start(env_dir=env_dir, model_dir=model_dir, actions_url=actions_url(settings))
+    credentials = Path(nlu.credentials).expanduser() if nlu.credentials else None
+    if credentials is not None and not credentials.is_file():
+        raise RasaUnavailable(f"IOC_RASA_CREDENTIALS: no such file {credentials}")
+    pid = server.start(
+        env_dir=env_dir,
+        model_dir=model_dir,
+        actions_url=actions_url(settings),
+        credentials=credentials,
+    )
     return {"status": "running", "pid": pid, "url": server.url, "model": str(model_dir)}
 
 

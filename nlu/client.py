@@ -92,6 +92,7 @@ class Nlu:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.url = url.rstrip("/")
+        self.token = token
         self._params = {"token": token} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout_ms / 1000)
         self._retry_s = retry_s

@@ -269,16 +269,38 @@ class RasaServer:
         model = status.get("model_file") if status else None
         return str(model) if model else None
 
-    def start(
-        self, *, env_dir: Path, model_dir: Path, actions_url: str, timeout_s: float = 180
-    ) -> int:
-        """Start unless running; returns the PID once the model is loaded and answering."""
-        if (pid := self.pid()) is not None:
-            return pid
+    def write_endpoints(self, actions_url: str) -> Path:
+        """Rasa's endpoints.yml (0600): the custom actions are served by the hub itself
+        (bots/rasa/actions.py), which wants the same token back as a bearer header."""
         self.state_dir.mkdir(parents=True, exist_ok=True)
         endpoints = self.state_dir / "endpoints.yml"
-        # The custom actions are served by the hub itself (nlu/actions.py), JSON protocol.
-        endpoints.write_text(f'action_endpoint:\n  url: "{actions_url}"\n')
+        # JSON strings are YAML strings: any token or URL is quoted safely.
+        text = (
+            "action_endpoint:\n"
+            f"  url: {json.dumps(actions_url)}\n"
+            "  headers:\n"
+            f"    Authorization: {json.dumps('Bearer ' + self.token)}\n"
+        )
+        fd = os.open(endpoints, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        return endpoints
+
+    def start(
+        self,
+        *,
+        env_dir: Path,
+        model_dir: Path,
+        actions_url: str,
+        credentials: Path | None = None,
+        timeout_s: float = 180,
+    ) -> int:
+        """Start unless running; returns the PID once the model is loaded and answering.
+        `credentials`: Rasa's own channels (credentials.yml), none by default: the hub's
+        bots only use the HTTP API."""
+        if (pid := self.pid()) is not None:
+            return pid
+        endpoints = self.write_endpoints(actions_url)
         cmd = [
             str(env_python(env_dir)),
             "-m",
@@ -299,6 +321,8 @@ class RasaServer:
             "--log-file",
             str(self.log_file),
         ]
+        if credentials is not None:
+            cmd += ["--credentials", str(credentials)]
         with open(self.state_dir / "rasa.console.log", "ab") as log:
             proc = subprocess.Popen(
                 cmd,

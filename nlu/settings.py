@@ -27,7 +27,17 @@ VARIABLES: tuple[Variable, ...] = (
         "",
         "Use this Rasa server instead of starting one (e.g. http://nlu:5005).",
     ),
-    Variable("IOC_RASA_TOKEN", "(generated)", "Rasa API token; kept in secrets.json if unset."),
+    Variable(
+        "IOC_RASA_TOKEN",
+        "(generated)",
+        "Rasa API token, also asked of Rasa's calls to the hub's actions; kept in secrets.json "
+        "if unset.",
+    ),
+    Variable(
+        "IOC_RASA_CREDENTIALS",
+        "",
+        "Rasa credentials.yml enabling Rasa's own channels (rest, socketio); unset: none.",
+    ),
     Variable(
         "IOC_NLU_TIMEOUT_MS",
         "1500",
@@ -58,6 +68,7 @@ class NluSettings:
     port: int
     url: str
     token: str
+    credentials: str
     timeout_ms: int
     retry_s: int
     min_confidence: float
@@ -84,6 +95,7 @@ class NluSettings:
             port=port,
             url=g("IOC_RASA_URL").rstrip("/"),
             token=g("IOC_RASA_TOKEN"),
+            credentials=g("IOC_RASA_CREDENTIALS"),
             timeout_ms=g("IOC_NLU_TIMEOUT_MS", 1),
             retry_s=g("IOC_NLU_RETRY_S", 0),
             min_confidence=confidence,

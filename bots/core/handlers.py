@@ -30,6 +30,7 @@ YES = frozenset({"yes", "co", "dong y", "gui", "ok", "u", "vang", "send", "y"})
 NO = frozenset({"no", "khong", "huy", "thoi", "cancel", "n", "khong can"})
 EDIT = frozenset({"edit", "sua", "sua lai"})
 EMERGENCY_CATEGORY = {"113": "an_ninh_trat_tu", "114": "chay_no", "115": "y_te.cap_cuu"}
+OTHER_CATEGORY = "khac"  # the catalogue's "Khác / Other"
 SUBSCRIPTION_RADIUS_KM = 5.0
 MAX_LIST = 8  # buttons offered at once
 
@@ -275,6 +276,20 @@ async def report_confirm(ctx: Ctx) -> str:
         return "cancelled"
     if word not in YES:
         return "again"
+    return await _submit(ctx)
+
+
+async def report_collected(ctx: Ctx) -> str:
+    """A report whose description and place were collected elsewhere (Rasa's reporting form,
+    bots/rasa/actions.py), sent without the confirm step: the place found by its name, the
+    category as named or suggested by the words, else "other". Outcomes: sent; place (not
+    found or ambiguous, the citizen told); again (the core refused, the citizen told)."""
+    if not await _area_from_text(ctx):
+        return "place"
+    if await _category_next(ctx) == "next":
+        names = await _category_names(services(ctx), ctx.lang)
+        code = ctx.data.pop("suggested", None) or OTHER_CATEGORY
+        ctx.data.update(category=code, category_name=names.get(code, code))
     return await _submit(ctx)
 
 

@@ -58,31 +58,41 @@ class BotStore:
     # ------------------------------------------------------------------ turns
 
     async def begin(self, msg: Inbound) -> Turn:
-        """The chat (created on first contact) and its conversation; an expired flow is
-        cleared and marked, a message already handled is flagged."""
+        """The chat and its conversation, only read: the turn's one write is `finish` (a
+        chat seen for the first time is made here). An expired flow is cleared and marked, a
+        message already handled is flagged."""
         now = utcnow()
-        async with transaction(self.sessions) as s:
+        async with self.sessions() as s:
             seen = await s.get(Seen, (msg.channel, msg.message_id))
             chat = await self._chat(s, msg.channel, msg.chat_id)
-            if chat is None:
-                chat = Chat(
-                    channel=msg.channel,
-                    chat_id=msg.chat_id,
-                    user_id=msg.user_id,
-                    name=msg.name[:200],
-                    language=msg.language,
-                    data={},
-                )
+        if chat is None:
+            chat = await self._new_chat(msg)
+        conv = Conversation(
+            flow=chat.flow, step=chat.step, data=dict(chat.data or {}), language=chat.language
+        )
+        if chat.flow and chat.expires_at is not None and chat.expires_at < now:
+            conv.end()
+            conv.expired = True
+        return Turn(chat.id, conv, duplicate=seen is not None)
+
+    async def _new_chat(self, msg: Inbound) -> Chat:
+        chat = Chat(
+            channel=msg.channel,
+            chat_id=msg.chat_id,
+            user_id=msg.user_id,
+            name=msg.name[:200],
+            language=msg.language,
+            data={},
+        )
+        try:
+            async with transaction(self.sessions) as s:
                 s.add(chat)
-                await s.flush()
-            chat.last_inbound_at = now
-            conv = Conversation(
-                flow=chat.flow, step=chat.step, data=dict(chat.data or {}), language=chat.language
-            )
-            if chat.flow and chat.expires_at is not None and chat.expires_at < now:
-                conv.end()
-                conv.expired = True
-            return Turn(chat.id, conv, duplicate=seen is not None)
+            return chat
+        except IntegrityError:  # made meanwhile by another worker's turn
+            async with self.sessions() as s:
+                made = await self._chat(s, msg.channel, msg.chat_id)
+            assert made is not None
+            return made
 
     async def finish(
         self, turn: Turn, msg: Inbound, replies: Sequence[Reply], *, timeout_s: int | None
@@ -96,6 +106,7 @@ class BotStore:
                 update(Chat)
                 .where(Chat.id == turn.chat_id)
                 .values(
+                    last_inbound_at=now,
                     flow=conv.flow,
                     step=conv.step,
                     data=conv.data if conv.flow else {},

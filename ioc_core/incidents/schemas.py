@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-CHANNELS = (
+Channel = Literal[
     "phone",
     "zalo",
     "telegram",
@@ -17,10 +17,9 @@ CHANNELS = (
     "social",
     "cyber",
     "dossier",
-)
-Channel = Literal[
-    "phone", "zalo", "telegram", "web", "email", "camera", "sensor", "social", "cyber", "dossier"
+    "rasa",  # Rasa's own chat channels, through the hub's actions (bots/rasa)
 ]
+CHANNELS: tuple[str, ...] = get_args(Channel)
 Priority = Literal["low", "normal", "high", "urgent"]
 Severity = Literal["unknown", "minor", "moderate", "severe", "extreme"]  # as in CAP 1.2
 Language = Literal["vi", "en"]

@@ -38,6 +38,9 @@ class TelegramCloud:
     port: int = 0
     _ids: Any = field(default_factory=lambda: itertools.count(1))
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
+    # Per chat: when each delivered message arrived, and who waits for the next one.
+    _arrivals: dict[str, list[float]] = field(default_factory=dict)
+    _arrived: dict[str, asyncio.Event] = field(default_factory=dict)
 
     @property
     def base(self) -> str:
@@ -83,6 +86,20 @@ class TelegramCloud:
                     await self._changed.wait()
         return self.texts(chat_id)
 
+    async def delivered_after(self, chat_id: int | str, after: float, within: float = 30) -> float:
+        """When (monotonic) the first message delivered to `chat_id` at or after `after`
+        arrived. Waits on the chat's own event: a load generator that polled the whole call
+        list would take the CPU it measures."""
+        chat = str(chat_id)
+        async with asyncio.timeout(within):
+            while True:
+                found = next((t for t in self._arrivals.get(chat, ()) if t >= after), None)
+                if found is not None:
+                    return found
+                event = self._arrived.setdefault(chat, asyncio.Event())
+                event.clear()
+                await event.wait()
+
     def add_photo(self, file_id: str, data: bytes) -> None:
         self.files[file_id] = data
 
@@ -122,7 +139,12 @@ class TelegramCloud:
         if method == "getme":
             return self._ok({"id": 1, "is_bot": True, "first_name": "IOC", "username": "ioc_bot"})
         if method == "sendmessage":
-            return self._send_message(params)
+            answer = self._send_message(params)
+            if params.get("_ok"):
+                chat = str(params.get("chat_id", ""))
+                self._arrivals.setdefault(chat, []).append(call.at)
+                self._arrived.setdefault(chat, asyncio.Event()).set()
+            return answer
         if method == "answercallbackquery":
             return self._ok(True)
         if method == "getfile":

@@ -42,11 +42,18 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The project's Rasa, started once for the session by `ioc rasa start` (env and model
     from IOC_CACHE_DIR, built by `make test`'s `ioc rasa prepare`) on a free port, in a data
     folder of its own; stopped by `ioc rasa stop`. Yields the environment that points `ioc`
-    at it (IOC_DATA_DIR, IOC_RASA_PORT) plus its url and token."""
+    at it (IOC_DATA_DIR, IOC_RASA_PORT) plus its url and token. Rasa's own REST channel is
+    on, and its custom actions call the hub at `hub_port` (tests/integration/
+    test_rasa_actions.py serves the hub there)."""
+    data = tmp_path_factory.mktemp("rasa-data")
+    credentials = data / "credentials.yml"
+    credentials.write_text("rest:\n")
     env = {
         **os.environ,
-        "IOC_DATA_DIR": str(tmp_path_factory.mktemp("rasa-data")),
+        "IOC_DATA_DIR": str(data),
         "IOC_RASA_PORT": str(_free_port()),
+        "IOC_HTTP_PORT": str(_free_port()),
+        "IOC_RASA_CREDENTIALS": str(credentials),
     }
     env.pop("IOC_RASA_URL", None)
     started = subprocess.run(
@@ -55,5 +62,11 @@ def rasa(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     assert started.returncode == 0, started.stderr[-3000:]
     info = json.loads(started.stdout)
     token = json.loads((Path(env["IOC_DATA_DIR"]) / "rasa" / "secrets.json").read_text())["token"]
-    yield {**env, "url": info["url"], "token": token, "pid": str(info["pid"])}
+    yield {
+        **env,
+        "url": info["url"],
+        "token": token,
+        "pid": str(info["pid"]),
+        "hub_port": env["IOC_HTTP_PORT"],
+    }
     subprocess.run([IOC, "rasa", "stop"], env=env, timeout=60, check=True)
