@@ -159,6 +159,20 @@ async def test_emergency_guidance_then_help_sent(hub: TestClient[Any, Any], core
     assert "gọi 114" in texts(answer)
 
 
+async def test_warnings_for_an_area_from_the_form(hub: TestClient[Any, Any]) -> None:
+    answer = await act(
+        hub, call("action_subscribe_alerts", "xyzzy", sender="r5", slots={"location": "xyzzy"})
+    )
+    assert answer["events"][-1] == {"event": "followup", "name": "subscribe_form"}
+    answer = await act(
+        hub, call("action_subscribe_alerts", PLACE, sender="r5", slots={"location": PLACE})
+    )
+    assert "Đã đăng ký nhận cảnh báo" in texts(answer)
+    assert answer["events"] == [{"event": "slot", "name": "location", "value": None}]
+    (kept,) = await hub.app[BOTS].store.subscriptions("rasa", "r5")
+    assert kept.area_code and "Đồng Xoài" in kept.area_name
+
+
 async def test_a_failing_action_still_answers(
     hub: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
