@@ -112,7 +112,8 @@ async def evaluate(url: str, token: str, examples: list[Example]) -> dict[str, A
         for ex in examples:
             raw = await nlu._parse(ex.text)  # the model's own answer, before the safety net
             u = await nlu.understand(ex.text)
-            judged.append(Judged(u, (raw or {}).get("intent", {}).get("name")))
+            model = (raw or {}).get("model_intent") or (raw or {}).get("intent") or {}
+            judged.append(Judged(u, model.get("name")))
         for i in range(LATENCY_ROUNDS):
             text = examples[i % len(examples)].text
             t0 = time.perf_counter()

@@ -67,7 +67,9 @@ def understanding(text: str, parsed: dict[str, Any] | None) -> Understanding:
         if number:
             return Understanding(text, INTENT_OF[number], 1.0, [], "safety", number)
         return Understanding(text, None, 0.0, [], "unavailable", None)
-    intent = parsed.get("intent") or {}
+    # The project's model runs the same pre-check in Rasa (components/precheck.py) and keeps
+    # its own answer as model_intent: judged here, as for any other Rasa.
+    intent = parsed.get("model_intent") or parsed.get("intent") or {}
     name, confidence = intent.get("name"), float(intent.get("confidence") or 0.0)
     entities = _entities(parsed.get("entities") or [])
     if number and INTENT_OF[number] != name:

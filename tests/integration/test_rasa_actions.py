@@ -6,6 +6,7 @@ hub, and the hub pushing an agent's words back through Rasa."""
 from __future__ import annotations
 
 import itertools
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -228,7 +229,7 @@ async def bot_said(rasa: dict[str, str], sender: str) -> list[str]:
 async def test_a_report_through_rasas_own_dialogue(
     rasa_hub: TestClient[Any, Any], rasa: dict[str, str], core: Core
 ) -> None:
-    sender = f"rest-{core.settings.data_dir.name}"
+    sender = f"rest-{uuid.uuid4().hex[:12]}"
     assert "mô tả" in await say(rasa, sender, "tôi muốn phản ánh")
     assert "ở đâu" in await say(rasa, sender, "Có ổ gà rất sâu giữa đường, xe máy té liên tục")
     out = await say(rasa, sender, PLACE)
@@ -243,7 +244,7 @@ async def test_a_report_through_rasas_own_dialogue(
 async def test_an_emergency_through_rasas_own_dialogue(
     rasa_hub: TestClient[Any, Any], rasa: dict[str, str], core: Core
 ) -> None:
-    sender = f"fire-{core.settings.data_dir.name}"
+    sender = f"fire-{uuid.uuid4().hex[:12]}"
     out = await say(rasa, sender, "nha ben canh dang chay lon lam")
     assert "114" in out and "địa chỉ" in out
     out = await say(rasa, sender, PLACE)
@@ -253,10 +254,22 @@ async def test_an_emergency_through_rasas_own_dialogue(
 
 
 @pytest.mark.rasa
+async def test_rasas_own_dialogue_keeps_the_pre_check(
+    rasa_hub: TestClient[Any, Any], rasa: dict[str, str], core: Core
+) -> None:
+    """The model reads these as a greeting and a rating; the pre-check in Rasa's pipeline
+    (components/precheck.py) turns them into the emergency, and Rasa's dialogue follows."""
+    for i, (text, number) in enumerate([("chào, có trộm vào nhà", "113"), ("113", "113")]):
+        sender = f"pre{i}-{uuid.uuid4().hex[:12]}"
+        out = await say(rasa, sender, text)
+        assert f"GỌI NGAY {number}" in out and "địa chỉ" in out
+
+
+@pytest.mark.rasa
 async def test_a_handoff_through_rasa_and_the_agents_words_pushed_back(
     rasa_hub: TestClient[Any, Any], rasa: dict[str, str], core: Core
 ) -> None:
-    sender = f"person-{core.settings.data_dir.name}"
+    sender = f"person-{uuid.uuid4().hex[:12]}"
     out = await say(rasa, sender, "cho tôi nói chuyện với tổng đài viên")
     assert "tổng đài viên" in out
     # While the item is open, what the citizen writes goes onto it, and Rasa says nothing.
