@@ -73,6 +73,19 @@ def attach(app: web.Application) -> None:
     app.cleanup_ctx.append(_lifetime)
 
 
+def make_engine(nlu: Nlu, *, min_confidence: float = 0.45) -> Engine:
+    """The engine with the shipped flows, handlers and texts."""
+    return Engine(
+        flows=load_flows(),
+        handlers=HANDLERS,
+        providers=PROVIDERS,
+        starters=STARTERS,
+        texts=TEXTS,
+        nlu=nlu,
+        min_confidence=min_confidence,
+    )
+
+
 def build_bots(
     app: web.Application, settings: BotSettings, nlu: Nlu, *, min_confidence: float
 ) -> Bots:
@@ -86,15 +99,7 @@ def build_bots(
         ttl_s=settings.session_ttl_s,
         on_queued=lambda: holder[0].wake() if holder else None,
     )
-    engine = Engine(
-        flows=load_flows(),
-        handlers=HANDLERS,
-        providers=PROVIDERS,
-        starters=STARTERS,
-        texts=TEXTS,
-        nlu=nlu,
-        min_confidence=min_confidence,
-    )
+    engine = make_engine(nlu, min_confidence=min_confidence)
     categories: list[dict[str, object]] = []
 
     def services(channel: Channel) -> Services:

@@ -4,12 +4,10 @@ its secrets is simply not served (its webhook answers 404)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ioc_core.config import ConfigError, Variable, read_variable
+from ioc_core.config import ConfigError, Variable, variable_reader
 
 VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_TELEGRAM_TOKEN", "", "Telegram bot token (from @BotFather); unset: no Telegram."),
@@ -33,8 +31,6 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_BOT_GLOBAL_RATE", "30", "Messages per second per channel overall.", float),
     Variable("IOC_BOT_SEND_ATTEMPTS", "5", "Attempts to deliver a message before it is dead.", int),
 )
-
-_BY_NAME = {v.name: v for v in VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -64,11 +60,7 @@ class BotSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BotSettings:
-        source: Mapping[str, str] = os.environ if env is None else env
-
-        def g(name: str, minimum: float | None = None) -> Any:
-            return read_variable(source, _BY_NAME[name], minimum=minimum)
-
+        g = variable_reader(VARIABLES, env)
         token, secret = g("IOC_TELEGRAM_TOKEN"), g("IOC_TELEGRAM_WEBHOOK_SECRET")
         if token and not secret:
             # Telegram signs nothing: without the secret anyone could post fake updates.

@@ -23,7 +23,7 @@ from bots.store.models import Handoff
 from ioc_core.api.web import require_staff
 from ioc_core.errors import IocError, NotFound, Unauthorized
 from ioc_core.http import json_response, read_model
-from ioc_core.i18n import pick_language
+from ioc_core.i18n import LANGUAGES, pick_language
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +168,7 @@ PAGE_TEXTS = ("offline", "no_location")
 async def chat_page(request: web.Request) -> web.Response:
     """The widget's page (embed it in the province portal with an iframe)."""
     lang = request.query.get("lang") or pick_language(request.headers.get("Accept-Language"))
-    lang = lang if lang in ("vi", "en") else "vi"
+    lang = lang if lang in LANGUAGES else "vi"
     return web.Response(text=_page(lang), content_type="text/html", charset="utf-8")
 
 
@@ -207,7 +207,7 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     channel = bots.channels["web"]
     assert isinstance(channel, WebChatChannel)
     lang = request.query.get("lang", "vi")
-    lang = lang if lang in ("vi", "en") else "vi"
+    lang = lang if lang in LANGUAGES else "vi"
     chat_id = request.query.get("chat", "")
     ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
     await ws.prepare(request)
@@ -288,17 +288,11 @@ async def act_on_handoff(request: web.Request) -> web.Response:
     if action == "message" and not body.text:
         raise Malformed("a message needs text", error_id="text-missing")
     lang = item.language
+    said = [Reply(TEXTS.t("handoff.agent", lang, agent=who.name, text=body.text))]
     replies = {
         "claim": [Reply(TEXTS.t("handoff.joined", lang, agent=who.name))],
-        "message": [Reply(TEXTS.t("handoff.agent", lang, agent=who.name, text=body.text))],
-        "close": [
-            *(
-                [Reply(TEXTS.t("handoff.agent", lang, agent=who.name, text=body.text))]
-                if body.text
-                else []
-            ),
-            Reply(TEXTS.t("handoff.closed", lang)),
-        ],
+        "message": said,
+        "close": [*(said if body.text else []), Reply(TEXTS.t("handoff.closed", lang))],
     }[action]
     done = await bots.store.agent_acts(item.id, who.name, action, body.text, replies)
     if done is None:

@@ -7,10 +7,10 @@ checked against this table by a test, so the two cannot drift apart.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 
 class ConfigError(ValueError):
@@ -102,11 +102,23 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_LOG_LEVEL", "INFO", "Logging level."),
 )
 
-_BY_NAME = {v.name: v for v in VARIABLES}
+
+class VariableReader(Protocol):
+    def __call__(self, name: str, minimum: float | None = None) -> Any: ...
 
 
-def _read(env: Mapping[str, str], name: str) -> Any:
-    return read_variable(env, _BY_NAME[name])
+def variable_reader(
+    variables: Sequence[Variable], env: Mapping[str, str] | None = None
+) -> VariableReader:
+    """Reads `variables` by name from `env` (default: the process environment) through
+    `read_variable`; every settings class (core, NLU, bots) reads its own table with one."""
+    source: Mapping[str, str] = os.environ if env is None else env
+    by_name = {v.name: v for v in variables}
+
+    def read(name: str, minimum: float | None = None) -> Any:
+        return read_variable(source, by_name[name], minimum=minimum)
+
+    return read
 
 
 def read_variable(env: Mapping[str, str], var: Variable, *, minimum: float | None = None) -> Any:
@@ -169,11 +181,7 @@ class Settings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        source: Mapping[str, str] = os.environ if env is None else env
-
-        def g(name: str) -> Any:
-            return _read(source, name)
-
+        g = variable_reader(VARIABLES, env)
         data_dir = Path(g("IOC_DATA_DIR")).expanduser().absolute()
         db_url = g("IOC_DATABASE_URL") or f"sqlite+aiosqlite:///{data_dir / 'ioc.sqlite3'}"
         if not (db_url.startswith("sqlite") or db_url.startswith("postgresql")):

@@ -1,8 +1,13 @@
-"""Processes the hub starts in the background (Asterisk, Rasa): is a PID still alive."""
+"""Processes the hub starts in the background (Asterisk, Rasa): started in their own session
+with their PID on file, awaited until they answer, and asked whether they still live."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 
 
 def alive(pid: int) -> bool:
@@ -18,3 +23,47 @@ def alive(pid: int) -> bool:
     except ProcessLookupError:
         return False
     return True
+
+
+def spawn(
+    cmd: Sequence[str],
+    *,
+    log: Path,
+    pid_file: Path,
+    cwd: Path | None = None,
+    env: Mapping[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """`cmd` in a session of its own (it outlives this `ioc` command, and its whole group can
+    be signalled), its output appended to `log`, no stdin; its PID written to `pid_file`."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(
+            list(cmd),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    pid_file.write_text(str(proc.pid))
+    return proc
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    *,
+    timeout_s: float,
+    interval_s: float,
+    what: str,
+) -> bool:
+    """Polls `ready` until it holds (True) or `timeout_s` passes (False: the caller stops
+    the process); RuntimeError, naming `what` (the process and its log), if it exits first."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with {proc.returncode}")
+        if ready():
+            return True
+        time.sleep(interval_s)
+    return False

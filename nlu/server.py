@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.artifacts import ArtifactCache, Inputs
-from ioc_core.processes import alive
+from ioc_core.processes import alive, spawn, wait_ready
 
 logger = logging.getLogger(__name__)
 
@@ -329,28 +329,22 @@ class RasaServer:
         ]
         if credentials is not None:
             cmd += ["--credentials", str(credentials)]
-        with open(self.state_dir / "rasa.console.log", "ab") as log:
-            proc = subprocess.Popen(
-                cmd,
-                cwd=model_dir,
-                env=rasa_env(),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
+        console = self.state_dir / "rasa.console.log"
+        proc = spawn(cmd, log=console, pid_file=self.pid_file, cwd=model_dir, env=rasa_env())
+        try:
+            loaded = wait_ready(
+                proc,
+                lambda: self.loaded_model() is not None,
+                timeout_s=timeout_s,
+                interval_s=0.5,
+                what=f"rasa (see {console})",
             )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise RuntimeError(
-                    f"rasa exited with {proc.returncode}; see {self.state_dir}/rasa.console.log"
-                )
-            if self.loaded_model():
-                logger.info("rasa running on %s, pid %d", self.url, proc.pid)
-                return proc.pid
-            time.sleep(0.5)
+        except RuntimeError:
+            self.pid_file.unlink(missing_ok=True)
+            raise
+        if loaded:
+            logger.info("rasa running on %s, pid %d", self.url, proc.pid)
+            return proc.pid
         self.stop()
         raise TimeoutError(f"rasa did not load its model within {timeout_s:.0f}s")
 

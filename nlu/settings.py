@@ -3,12 +3,10 @@ configuration reference is checked against it)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
-from ioc_core.config import ConfigError, Variable, read_variable
+from ioc_core.config import ConfigError, Variable, variable_reader
 
 VARIABLES: tuple[Variable, ...] = (
     Variable(
@@ -58,8 +56,6 @@ VARIABLES: tuple[Variable, ...] = (
     ),
 )
 
-_BY_NAME = {v.name: v for v in VARIABLES}
-
 
 @dataclass(frozen=True)
 class NluSettings:
@@ -75,11 +71,7 @@ class NluSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> NluSettings:
-        source: Mapping[str, str] = os.environ if env is None else env
-
-        def g(name: str, minimum: float | None = None) -> Any:
-            return read_variable(source, _BY_NAME[name], minimum=minimum)
-
+        g = variable_reader(VARIABLES, env)
         mode = g("IOC_RASA")
         if mode not in ("auto", "off"):
             raise ConfigError(f"IOC_RASA must be auto or off, got {mode!r}")

@@ -15,7 +15,7 @@ from ioc_core.http import parse_model
 from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
-from ioc_core.incidents.views import render_timeline
+from ioc_core.incidents.views import render_rating, render_timeline
 from ioc_core.runtime import Core
 
 
@@ -188,7 +188,7 @@ class InProcessCoreApi:
         async def go() -> dict[str, Any]:
             cmd = parse_model(RatingIn, body)
             r = await service.rate(self._core, ref, cmd, principal=self._principal)
-            return {"score": r.score, "comment": r.comment, "created_at": r.created_at.isoformat()}
+            return render_rating(r)
 
         result: dict[str, Any] = await self._call(go())
         return result
@@ -309,9 +309,7 @@ class HttpCoreApi:
         return list(data.get("items", []))
 
     def public(self) -> HttpCoreApi:
-        return HttpCoreApi(
-            base_url=self._base[: -len("/api/v1")], token=None, session=self._session
-        )
+        return HttpCoreApi(base_url=self._root, token=None, session=self._session)
 
     def calltaker(self, name: str) -> HttpCoreApi:
         # Over HTTP the token is the identity: the switchboard role runs with a call-taker

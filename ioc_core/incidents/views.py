@@ -16,7 +16,14 @@ from ioc_core.access.roles import VISIBILITY, Principal
 from ioc_core.i18n import both
 from ioc_core.incidents import lifecycle
 from ioc_core.incidents.lifecycle import State
-from ioc_core.incidents.models import Attachment, Entry, Incident, Reporter, TimelineEntry
+from ioc_core.incidents.models import (
+    Attachment,
+    Entry,
+    Incident,
+    Rating,
+    Reporter,
+    TimelineEntry,
+)
 from ioc_core.incidents.sla import is_overdue
 
 
@@ -167,6 +174,10 @@ def render_attachment(a: Attachment, inc: Incident, base_url: str = "") -> dict[
         "created_at": _iso(a.created_at),
         "url": f"{base_url}/api/v1/incidents/{inc.id}/attachments/{a.id}",
     }
+
+
+def render_rating(r: Rating) -> dict[str, Any]:
+    return {"score": r.score, "comment": r.comment, "created_at": _iso(r.created_at)}
 
 
 # Timeline kinds the public may follow (state changes, replies), without actors or notes.

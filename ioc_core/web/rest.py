@@ -273,10 +273,7 @@ async def rate(request: web.Request) -> web.Response:
     r = await incidents.rate(
         request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
     )
-    return json_response(
-        {"score": r.score, "comment": r.comment, "created_at": r.created_at.isoformat()},
-        status=201,
-    )
+    return json_response(views.render_rating(r), status=201)
 
 
 @routes.post(f"{API}/incidents/{{ref}}/attachments")

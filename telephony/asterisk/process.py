@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.artifacts import mounts_under
-from ioc_core.processes import alive
+from ioc_core.processes import alive, spawn, wait_ready
 from telephony.asterisk.config import write
 
 logger = logging.getLogger(__name__)
@@ -128,23 +128,23 @@ class AsteriskProcess:
         messages = self.log_dir / "messages.log"
         self._log_offset = messages.stat().st_size if messages.exists() else 0
         self._prepare()
-        with open(self.log_file, "ab") as log:
-            proc = subprocess.Popen(
-                ["chroot", str(self.root), "asterisk", "-f", "-U", "asterisk", "-G", "asterisk"],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"asterisk exited with {proc.returncode}; see {self.log_file}")
-            if self._chroot("asterisk", "-rx", "core waitfullybooted", timeout=10).returncode == 0:
-                logger.info("asterisk running, pid %d", proc.pid)
-                return proc.pid
-            time.sleep(0.2)
+        proc = spawn(
+            ["chroot", str(self.root), "asterisk", "-f", "-U", "asterisk", "-G", "asterisk"],
+            log=self.log_file,
+            pid_file=self.pid_file,
+        )
+        booted = wait_ready(
+            proc,
+            lambda: (
+                self._chroot("asterisk", "-rx", "core waitfullybooted", timeout=10).returncode == 0
+            ),
+            timeout_s=timeout_s,
+            interval_s=0.2,
+            what=f"asterisk (see {self.log_file})",
+        )
+        if booted:
+            logger.info("asterisk running, pid %d", proc.pid)
+            return proc.pid
         self.stop()
         raise TimeoutError(f"asterisk did not boot within {timeout_s:.0f}s; see {self.log_file}")
 

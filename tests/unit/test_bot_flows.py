@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from bots.core.engine import Conversation, Engine
+from bots.core.engine import Conversation
 from bots.core.flows import FlowError, check_handlers, load_flows, parse_flows
 from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
 from bots.core.messages import Inbound
-from bots.role import PROCEDURES, TEXTS
+from bots.role import PROCEDURES, make_engine
 from nlu.client import Understanding
 
 GOOD: dict[str, Any] = {
@@ -104,14 +104,7 @@ class _Understood:
 async def test_a_step_that_expects_a_code_yields_to_a_clear_other_request(
     confidence: float, flow: str | None, said: str
 ) -> None:
-    engine = Engine(
-        flows=load_flows(),
-        handlers=HANDLERS,
-        providers=PROVIDERS,
-        starters=STARTERS,
-        texts=TEXTS,
-        nlu=_Understood("ask_procedure", confidence),  # type: ignore[arg-type]
-    )
+    engine = make_engine(_Understood("ask_procedure", confidence))  # type: ignore[arg-type]
     services = Services(
         api=None,  # type: ignore[arg-type]
         public=None,  # type: ignore[arg-type]
