@@ -308,6 +308,7 @@ class RasaActions:
             if u is not None and u.emergency:
                 ctx.say(f"emergency.{u.emergency}")  # the pre-check holds with a person on
             return [slot("handoff_message")]
+        # Rasa's parse is already in hand; the engine takes an understanding to await.
         understood = asyncio.sleep(0, u) if u is not None else None
         ctx.replies += await self.engine.handle(ctx.msg, ctx.conv, ctx.services, understood)
         return [slot("handoff_message"), slot("requested_slot"), loop_ended()]
