@@ -1068,11 +1068,17 @@ class ListFilter:
     q: str | None = None
     mine: bool = False
     code: str | None = None
-    # Staff and agencies only (it reveals who reported what): the switchboard's caller look-up.
+    # Reporter contact filters (the switchboard's caller look-up): a search by them tells
+    # whether a person reported, confidential reporters included, so only roles that see
+    # confidential reporters may use them, and each search is logged (see CONTACT_FILTERS).
     reporter_phone: str | None = None
     limit: int = 50
     cursor: str | None = None
     order: str = "desc"
+
+
+# ListFilter fields that search by a reporter's contact data.
+CONTACT_FILTERS: tuple[str, ...] = ("reporter_phone",)
 
 
 def encode_cursor(inc: Incident) -> str:
@@ -1164,13 +1170,23 @@ async def list_incidents(
     """Keyset pagination on (created_at, id): stable under concurrent inserts."""
     if f.mine and not principal.subject:
         raise ValidationFailed("mine=true needs a citizen token", error_id="mine-needs-citizen")
-    if f.reporter_phone and not VISIBILITY[principal.role].reporter_contact:
+    contact = [name for name in CONTACT_FILTERS if getattr(f, name)]
+    if contact and not VISIBILITY[principal.role].confidential:
+        # Agencies see non-confidential contacts, but a search (and its total) would still
+        # tell them whether a confidential reporter's number reported anything.
         raise Forbidden(
-            "searching by a reporter's phone needs a role that sees reporters' contacts",
-            error_id="reporter-phone-not-allowed",
+            f"searching by a reporter's contact ({', '.join(contact)}) needs a role that may "
+            "see confidential reporters",
+            details={
+                "field": contact[0],
+                "roles": sorted(r.value for r, v in VISIBILITY.items() if v.confidential),
+            },
+            error_id="reporter-search-not-allowed",
         )
     area_codes = await core.catalogue.area_subtree(f.area) if f.area else None
     stmt = _filtered(f, principal, area_codes, core.clock())
+    if contact:
+        await _log_contact_search(core, stmt, contact, principal)
     async with core.sessions() as s:
         total = None
         if with_total:
@@ -1193,3 +1209,19 @@ async def list_incidents(
     more = len(rows) > f.limit
     rows = rows[: f.limit]
     return rows, (encode_cursor(rows[-1]) if more and rows else None), total
+
+
+async def _log_contact_search(
+    core: Core, stmt: Select[Incident], contact: Sequence[str], principal: Principal
+) -> None:
+    """RP-3: a search by a reporter's contact is an access to every incident it matches (all
+    of them, not just one page: `total` reveals them too); a search that matches nothing is
+    logged with an empty incident id. The searched value itself is not copied into the log."""
+    async with core.sessions() as s:
+        ids = list((await s.scalars(stmt.with_only_columns(Incident.id))).all())
+    await log_confidential_access(
+        core,
+        ids or [""],
+        principal=principal,
+        what="reporter-search:" + ",".join(contact),
+    )

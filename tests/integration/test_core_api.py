@@ -60,7 +60,7 @@ async def test_caller_incidents_for_the_switchboard(apis: tuple[CoreApi, CoreApi
     assert found["open"] == 2 and found["latest"] in (first["code"], second["code"])
     with pytest.raises(CoreApiError) as err:
         await public.caller_incidents("0911222333")  # who reported what is not public
-    assert err.value.status == 403 and err.value.error_id == "reporter-phone-not-allowed"
+    assert err.value.status == 403 and err.value.error_id == "reporter-search-not-allowed"
 
 
 async def test_the_reporter_rates_a_resolved_report(

@@ -700,3 +700,51 @@ async def test_an_agency_decline_is_answered_truthfully(client: Any, core: Core)
     text = await r.text()
     assert not set(OPEN.values()) & {s for s in EVERY_SENTINEL if s in text}  # never a leak
     assert 200 <= r.status < 300, text
+
+
+# ---------------------------------------------------------------- searching by a reporter
+
+# Searching incidents by a reporter's contact tells whether that person reported: the roles
+# that may see confidential reporters may search (each search logged), every other role gets
+# 403 and learns nothing, not even a count. (filter, value, the seeded incident it matches)
+CONTACT_SEARCHES: tuple[tuple[str, str, str | None], ...] = (
+    ("reporter_phone", CONF["phone"], "conf"),
+    ("reporter_phone", OPEN["phone"], "open"),
+    ("reporter_phone", "0999000333", None),
+)
+MAY_SEARCH_CONTACTS = STAFF_KEYS
+
+
+async def test_defect_02_reporter_contact_search_by_role(client: Any, core: Core) -> None:
+    sc = await seed(core, client)
+    for viewer in VIEWERS:
+        for name, value, key in CONTACT_SEARCHES:
+            what = (viewer.key, name, key)
+            before = len(await access_rows(core))
+            resp = await client.get(
+                "/api/v1/incidents",
+                params={name: value, "total": "true"},
+                headers=auth(sc.token(viewer)),
+            )
+            body = json.loads(await resp.text())
+            rows = (await access_rows(core))[before:]
+            if viewer.key not in MAY_SEARCH_CONTACTS:
+                assert resp.status == 403, (what, body)
+                assert body["error_id"] == "reporter-search-not-allowed", (what, body)
+                assert body["details"]["field"] == name, (what, body)
+                assert "total" not in body and "items" not in body, (what, body)
+                assert rows == [], (what, "a refused search is not an access")
+                continue
+            assert resp.status == 200, (what, body)
+            expected = [sc.incs[key].code] if key else []
+            assert [i["code"] for i in body["items"]] == expected, (what, body)
+            assert body["total"] == len(expected), (what, body)
+            # Every search is in the access log, with the incidents it matched (none: "").
+            assert [(r.principal, r.role, r.incident_id, r.what) for r in rows] == [
+                (
+                    f"{viewer.role}:{viewer.name}",
+                    viewer.role,
+                    sc.incs[key].id if key else "",
+                    f"reporter-search:{name}",
+                )
+            ], what
