@@ -15,7 +15,7 @@ from ioc_core.http import parse_model
 from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
-from ioc_core.incidents.views import render_rating, render_timeline
+from ioc_core.incidents.views import render_rating
 from ioc_core.runtime import Core
 
 
@@ -199,11 +199,9 @@ class InProcessCoreApi:
         return [{"code": a.code, "name": a.name, "kind": a.kind, "level": a.level} for a in rows]
 
     async def timeline(self, ref: str) -> list[dict[str, Any]]:
-        async def go() -> list[dict[str, Any]]:
-            rows = await service.get_timeline(self._core, ref, principal=self._principal)
-            return render_timeline(rows, self._principal)
-
-        result: list[dict[str, Any]] = await self._call(go())
+        result: list[dict[str, Any]] = await self._call(
+            service.render_timeline(self._core, ref, principal=self._principal)
+        )
         return result
 
     def calltaker(self, name: str) -> InProcessCoreApi:

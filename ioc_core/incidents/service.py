@@ -607,6 +607,7 @@ async def update_incident(
                 loc.address,
                 loc.area_code,
             )
+        reporter_change: dict[str, Any] | None = None
         if cmd.reporter is not None:
             rep = (
                 await s.scalars(
@@ -616,10 +617,12 @@ async def update_incident(
                 )
             ).first()
             if rep is not None:
+                before = {k: getattr(rep, k) for k in REPORTER_FIELDS}
                 for k, v in cmd.reporter.model_dump(exclude_unset=True).items():
                     setattr(rep, k, v)
+                reporter_change = _reporter_change(rep, before)
         fields = sorted(changes)
-        # The timeline records which fields changed, never reporter details themselves.
+        # This row records which fields changed; the reporter's values go in their own row.
         _append(
             s,
             inc,
@@ -629,9 +632,45 @@ async def update_incident(
             kind="updated",
             data={"fields": fields},
         )
+        if reporter_change is not None:
+            # RP-3: the old and new values are kept (the serialisation layer shows them only
+            # to roles that may see the reporter as it was and as it is), and the change is an
+            # access to the reporter's details.
+            _append(
+                s,
+                inc,
+                at=now,
+                actor=principal,
+                channel=channel,
+                kind=views.REPORTER_CHANGED,
+                data=reporter_change,
+            )
+            s.add(access_row(principal, inc.id, what="reporter-changed", at=now))
         add_events(s, [_event(ev.INCIDENT_UPDATED, inc, fields=fields)])
     core.relay.notify()
     return inc
+
+
+# Reporter fields staff may correct (schemas.ReporterIn); each change is kept in the timeline.
+REPORTER_FIELDS = ("name", "phone", "email", "channel_user_id", "confidential")
+
+
+def _reporter_change(rep: Reporter, before: dict[str, Any]) -> dict[str, Any] | None:
+    """The timeline data of a change to a reporter: each changed field's old and new value,
+    and the confidentiality before and after (which decides who may read the values)."""
+    changed = {
+        k: {"from": before[k], "to": getattr(rep, k)}
+        for k in REPORTER_FIELDS
+        if before[k] != getattr(rep, k)
+    }
+    if not changed:
+        return None
+    return {
+        "reporter_id": rep.id,
+        "changes": changed,
+        "was_confidential": bool(before["confidential"]),
+        "is_confidential": bool(rep.confidential),
+    }
 
 
 async def add_entry(
@@ -988,17 +1027,20 @@ async def log_confidential_access(
     """RP-3: every time staff are shown a confidential reporter, it is recorded."""
     if not incident_ids:
         return
+    now = core.clock()
     async with transaction(core.sessions) as s:
-        s.add_all(
-            AccessLog(
-                principal=principal.actor,
-                role=principal.role.value,
-                incident_id=i,
-                what=what,
-                at=core.clock(),
-            )
-            for i in incident_ids
-        )
+        s.add_all(access_row(principal, i, what=what, at=now) for i in incident_ids)
+
+
+def access_row(principal: Principal, incident_id: str, *, what: str, at: datetime) -> AccessLog:
+    """One access_log row: `principal` saw or changed a reporter's details of the incident."""
+    return AccessLog(
+        principal=principal.actor,
+        role=principal.role.value,
+        incident_id=incident_id,
+        what=what,
+        at=at,
+    )
 
 
 async def reporters_to_notify(core: Core, ref: str) -> list[Reporter]:
@@ -1030,6 +1072,16 @@ async def get_attachment(
         if att is None or att.incident_id != inc.id:
             raise NotFound("no such attachment", error_id="attachment-not-found")
         return att
+
+
+async def render_timeline(core: Core, ref: str, *, principal: Principal) -> list[dict[str, Any]]:
+    """The timeline as `principal` may see it; values of a confidential reporter's changes
+    shown to the viewer are logged like any other view of that reporter (RP-3)."""
+    rows = await get_timeline(core, ref, principal=principal)
+    out = views.render_timeline_audited(rows, principal)
+    await log_confidential_access(core, out.revealed, principal=principal, what="timeline")
+    body: list[dict[str, Any]] = out.body
+    return body
 
 
 async def get_timeline(core: Core, ref: str, *, principal: Principal) -> list[TimelineEntry]:

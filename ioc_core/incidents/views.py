@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from ioc_core.access.roles import VISIBILITY, Principal
+from ioc_core.access.roles import VISIBILITY, Principal, Visibility
 from ioc_core.i18n import both
 from ioc_core.incidents import lifecycle
 from ioc_core.incidents.lifecycle import State
@@ -25,6 +25,12 @@ from ioc_core.incidents.models import (
     TimelineEntry,
 )
 from ioc_core.incidents.sla import is_overdue
+
+# The timeline kind of a change to a reporter's details; its data holds the old and new value
+# of each changed field, rendered by `reporter_change_visible`.
+REPORTER_CHANGED = "reporter_changed"
+REPORTER_IDENTITY = frozenset({"name", "channel_user_id"})
+REPORTER_CONTACT = frozenset({"phone", "email"})
 
 
 def _iso(at: datetime | None) -> str | None:
@@ -191,13 +197,56 @@ PUBLIC_TIMELINE = frozenset(
         "duplicate_added",
         "attachment",
         "rated",
+        # That the reporter's details changed is public; the values are not (see below).
+        REPORTER_CHANGED,
     }
 )
 
 
+def reporter_change_visible(vis: Visibility, field: str, confidential: Sequence[bool]) -> bool:
+    """Whether a viewer may read the old and new value of one reporter field in the timeline.
+
+    `confidential` is the reporter's flag before and after the change: a value is shown only
+    to a viewer who may see that field under both, so switching confidentiality off never
+    reveals the values that were confidential, nor does switching it on reveal the new ones.
+    The flag itself is shown to whoever sees the reporter at all under both."""
+
+    def sees(conf: bool) -> bool:
+        if conf:
+            return vis.confidential
+        if field in REPORTER_IDENTITY:
+            return vis.reporter_identity
+        if field in REPORTER_CONTACT:
+            return vis.reporter_contact
+        return vis.reporter_identity or vis.reporter_contact
+
+    return all(sees(c) for c in confidential)
+
+
+def _reporter_change(row: TimelineEntry, vis: Visibility) -> tuple[dict[str, Any], bool]:
+    """The visible part of a `reporter_changed` row's data, and whether it shows values of a
+    confidential reporter (an access to log)."""
+    # Missing flags count as confidential: a row that cannot be judged shows no values.
+    flags = [bool(row.data.get(k, True)) for k in ("was_confidential", "is_confidential")]
+    changes = {
+        name: change
+        for name, change in row.data.get("changes", {}).items()
+        if reporter_change_visible(vis, name, flags)
+    }
+    return changes, bool(changes) and any(flags)
+
+
 def render_timeline(rows: Sequence[TimelineEntry], principal: Principal) -> list[dict[str, Any]]:
+    body: list[dict[str, Any]] = render_timeline_audited(rows, principal).body
+    return body
+
+
+def render_timeline_audited(rows: Sequence[TimelineEntry], principal: Principal) -> Rendered:
+    """The timeline as `principal` may see it; `revealed` names the incident when it showed
+    values of a confidential reporter (old or new) to the viewer."""
     vis = VISIBILITY[principal.role]
     out = []
+    revealed: list[str] = []
     for row in rows:
         if not vis.full_timeline and row.kind not in PUBLIC_TIMELINE:
             continue
@@ -221,5 +270,13 @@ def render_timeline(rows: Sequence[TimelineEntry], principal: Principal) -> list
         elif row.kind == "transition" and row.data.get("action") in ("resolve", "reject"):
             # The reason for a result or a refusal is the public answer to the reporter.
             item["note"] = row.note
+        if row.kind == REPORTER_CHANGED:
+            changes, confidential = _reporter_change(row, vis)
+            if vis.full_timeline:
+                item["data"] = {"reporter_id": row.data.get("reporter_id"), "changes": changes}
+            if changes:
+                item["changes"] = changes
+            if confidential:
+                revealed.append(row.incident_id)
         out.append(item)
-    return out
+    return Rendered(out, sorted(set(revealed)))

@@ -334,8 +334,7 @@ async def escalation(request: web.Request) -> web.Response:
 
 @routes.get(f"{API}/incidents/{{ref}}/timeline")
 async def timeline(request: web.Request) -> web.Response:
-    principal = await principal_of(request)
-    rows = await incidents.get_timeline(
-        request.app[CORE], request.match_info["ref"], principal=principal
+    items = await incidents.render_timeline(
+        request.app[CORE], request.match_info["ref"], principal=await principal_of(request)
     )
-    return json_response({"items": views.render_timeline(rows, principal)})
+    return json_response({"items": items})

@@ -30,6 +30,7 @@ from aiohttp import FormData
 from sqlalchemy import func, select
 
 from ioc_core.incidents.models import AccessLog, Incident
+from ioc_core.incidents.verify import verify_all
 from ioc_core.runtime import Core
 from tests.helpers import auth, image_bytes, make_token, report
 
@@ -748,3 +749,81 @@ async def test_defect_02_reporter_contact_search_by_role(client: Any, core: Core
                     f"reporter-search:{name}",
                 )
             ], what
+
+
+# ---------------------------------------------------------------- changes to a reporter
+
+NEW_PHONE = "0999000555"
+
+
+async def _reporter_rows(sc: Scenario, viewer: Viewer, inc: Inc) -> tuple[list[Any], str, list]:
+    """The timeline's reporter_changed rows as `viewer` sees them, the body, and the
+    access_log rows the read added."""
+    before = len(await access_rows(sc.core))
+    resp = await sc.client.get(
+        f"/api/v1/incidents/{inc.id}/timeline", headers=auth(sc.token(viewer))
+    )
+    text = await resp.text()
+    assert resp.status == 200, (viewer.key, text)
+    items = json.loads(text)["items"]
+    return (
+        [i for i in items if i["kind"] == "reporter_changed"],
+        text,
+        (await access_rows(sc.core))[before:],
+    )
+
+
+async def test_defect_03_reporter_changes_in_timeline(client: Any, core: Core) -> None:
+    """Switching confidentiality off and changing the phone leaves the old and new values in
+    the timeline for roles that may see the reporter as it was and as it is, the mere fact of
+    the change for everyone else, and an access_log row for the change."""
+    sc = await seed(core, client)
+    conf, opened = sc.incs["conf"], sc.incs["open"]
+    before = len(await access_rows(core))
+    resp = await client.patch(
+        f"/api/v1/incidents/{conf.id}",
+        json={"reporter": {"confidential": False, "phone": NEW_PHONE}},
+        headers=auth(sc.tokens["supervisor"]),
+    )
+    assert resp.status == 200, await resp.text()
+    logged = [(r.principal, r.role, r.incident_id, r.what) for r in await access_rows(core)]
+    assert ("supervisor:vis-supervisor", "supervisor", conf.id, "reporter-changed") in logged[
+        before:
+    ]
+    for viewer in VIEWERS:
+        if not sc.in_scope(viewer, conf):
+            continue
+        rows, text, accessed = await _reporter_rows(sc, viewer, conf)
+        assert len(rows) == 1, (viewer.key, text)
+        if viewer.staff:
+            assert rows[0]["changes"] == {
+                "confidential": {"from": True, "to": False},
+                "phone": {"from": CONF["phone"], "to": NEW_PHONE},
+            }, viewer.key
+            # Showing the (formerly) confidential values is an access like any other.
+            assert [(a.incident_id, a.what) for a in accessed] == [(conf.id, "timeline")]
+        else:
+            # Neither the confidential old number nor the new one, nor the flag.
+            assert "changes" not in rows[0] and "data" not in rows[0], (viewer.key, rows)
+            assert CONF["phone"] not in text and NEW_PHONE not in text, viewer.key
+            assert accessed == [], viewer.key
+
+    # A non-confidential reporter: whoever sees its contact reads its old and new phone.
+    resp = await client.patch(
+        f"/api/v1/incidents/{opened.id}",
+        json={"reporter": {"phone": NEW_PHONE}},
+        headers=auth(sc.tokens["calltaker"]),
+    )
+    assert resp.status == 200, await resp.text()
+    for viewer in VIEWERS:
+        if not sc.in_scope(viewer, opened):
+            continue
+        rows, text, accessed = await _reporter_rows(sc, viewer, opened)
+        assert len(rows) == 1, (viewer.key, text)
+        if "phone" in shown(viewer, confidential=False, own=False):
+            assert rows[0]["changes"] == {"phone": {"from": OPEN["phone"], "to": NEW_PHONE}}
+        else:
+            assert "changes" not in rows[0], (viewer.key, rows)
+            assert OPEN["phone"] not in text and NEW_PHONE not in text, viewer.key
+        assert accessed == [], viewer.key  # never confidential: not an audited view
+    assert (await verify_all(core.sessions)).ok
