@@ -1,18 +1,29 @@
-"""Photo attachments: checked (real image, allowed type, size, pixel count) before anything
-is written; stored under IOC_DATA_DIR/attachments with an atomic rename."""
+"""Photo attachments: checked (real image, allowed type, size, pixel count) and re-encoded
+without metadata before anything is written; stored under IOC_DATA_DIR/attachments with an
+atomic rename.
+
+Every photo the hub stores comes through `check_photo` (REST uploads, and the bots' chat
+photos through the core API), so this is the one place where a phone's EXIF (GPS position,
+device make and model, time), XMP, IPTC, JPEG comments and PNG text chunks are dropped: a
+verified incident's photos are public. The position a photo was taken at never becomes the
+report's location; that is only what the reporter sent as the location.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
 import re
 import uuid
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ioc_core.errors import PayloadTooLarge, UnsupportedMedia, ValidationFailed
 
@@ -22,6 +33,16 @@ ALLOWED = {
     "WEBP": ("image/webp", ".webp"),
 }
 MAX_PIXELS = 60_000_000  # bigger than any phone camera; smaller than a decompression bomb
+# What survives re-encoding: the colour profile (colours, not a person or a device's position)
+# and PNG transparency. Everything else in `Image.info` (exif, xmp, comment, text chunks,
+# dpi...) is dropped.
+KEEP_INFO = ("icc_profile", "transparency")
+# Re-encoding settings: close to what phones produce, so a photo neither grows nor blurs much.
+SAVE_OPTIONS: dict[str, dict[str, object]] = {
+    "JPEG": {"quality": 90},
+    "PNG": {},
+    "WEBP": {"quality": 90},
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +66,18 @@ class Photo:
 def _safe_name(name: str) -> str:
     base = os.path.basename(name or "photo")
     return re.sub(r"[^\w.\-]+", "_", base)[:120] or "photo"
+
+
+def _unreadable(upload: Upload, exc: Exception) -> UnsupportedMedia:
+    return UnsupportedMedia(
+        f"{upload.filename or 'file'} is not a readable image (JPEG, PNG or WebP)",
+        details={
+            "file": upload.filename,
+            "reason": str(exc)[:200],
+            "allowed": sorted(ct for ct, _ in ALLOWED.values()),
+        },
+        error_id="not-an-image",
+    )
 
 
 def check_photo(upload: Upload, *, max_bytes: int) -> Photo:
@@ -71,15 +104,7 @@ def check_photo(upload: Upload, *, max_bytes: int) -> Photo:
                     raise ValueError("too many pixels")
                 img.verify()  # checks the file's structure without decoding every pixel
     except Exception as exc:
-        raise UnsupportedMedia(
-            f"{upload.filename or 'file'} is not a readable image (JPEG, PNG or WebP)",
-            details={
-                "file": upload.filename,
-                "reason": str(exc)[:200],
-                "allowed": sorted(ct for ct, _ in ALLOWED.values()),
-            },
-            error_id="not-an-image",
-        ) from None
+        raise _unreadable(upload, exc) from None
     if fmt not in ALLOWED:
         raise UnsupportedMedia(
             f"{upload.filename or 'file'} is {fmt or 'unknown'}; allowed: JPEG, PNG, WebP",
@@ -91,16 +116,48 @@ def check_photo(upload: Upload, *, max_bytes: int) -> Photo:
             error_id="not-an-image",
         )
     content_type, ext = ALLOWED[fmt]
+    data, width, height = _without_metadata(upload, fmt)
     return Photo(
         filename=_safe_name(upload.filename),
         content_type=content_type,
         extension=ext,
-        size=size,
-        sha256=hashlib.sha256(upload.data).hexdigest(),
+        size=len(data),
+        sha256=hashlib.sha256(data).hexdigest(),
         width=width,
         height=height,
-        data=upload.data,
+        data=data,
     )
+
+
+async def check_photos(uploads: Sequence[Upload], *, max_bytes: int) -> list[Photo]:
+    """`check_photo` for each upload, off the event loop: decoding and re-encoding a phone
+    photo takes a good part of a second of CPU (Pillow releases the GIL meanwhile)."""
+    if not uploads:
+        return []
+    return await asyncio.to_thread(lambda: [check_photo(u, max_bytes=max_bytes) for u in uploads])
+
+
+def _without_metadata(upload: Upload, fmt: str) -> tuple[bytes, int, int]:
+    """The photo decoded and encoded again in its own format with no metadata, the EXIF
+    orientation applied to the pixels (the tag that told viewers to rotate it is gone too).
+    A file whose pixels cannot be decoded (truncated, damaged) is refused here."""
+    try:
+        with Image.open(io.BytesIO(upload.data)) as img:
+            img.load()
+            kept: dict[str | tuple[int, int], Any] = {
+                k: img.info[k] for k in KEEP_INFO if k in img.info
+            }
+            upright = ImageOps.exif_transpose(img)
+        upright.info = kept
+        options = dict(SAVE_OPTIONS[fmt])
+        if "icc_profile" in kept:
+            options["icc_profile"] = kept["icc_profile"]
+        buf = io.BytesIO()
+        upright.save(buf, format=fmt, **options)
+    except Exception as exc:
+        # The same answer as a file that is no image at all: the pixels cannot be read.
+        raise _unreadable(upload, exc) from None
+    return buf.getvalue(), upright.width, upright.height
 
 
 def write_photo(root: Path, incident_id: str, photo: Photo) -> str:

@@ -45,7 +45,7 @@ from ioc_core.incidents import duplicates, lifecycle, sla, views
 from ioc_core.incidents.attachments import (
     Photo,
     Upload,
-    check_photo,
+    check_photos,
     remove_files,
     write_photo,
 )
@@ -265,7 +265,7 @@ async def report_incident(
             f"at most {core.settings.max_attachments} photos per incident",
             error_id="too-many-attachments",
         )
-    photos = [check_photo(u, max_bytes=core.settings.max_attachment_bytes) for u in uploads]
+    photos = await check_photos(uploads, max_bytes=core.settings.max_attachment_bytes)
 
     now = core.clock()
     code = await core.tracking.next_code(_local_year(core, now))
@@ -785,7 +785,7 @@ async def attach(
         raise ValidationFailed(
             "no photo in the request", details={"field": "photo"}, error_id="attachment-missing"
         )
-    photos = [check_photo(u, max_bytes=core.settings.max_attachment_bytes) for u in uploads]
+    photos = await check_photos(uploads, max_bytes=core.settings.max_attachment_bytes)
     root = core.settings.attachments_dir
     written: list[str] = []
     try:
