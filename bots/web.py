@@ -21,8 +21,8 @@ from bots.rasa.actions import ActionError, read_call
 from bots.role import BOTS, TEXTS, Bots
 from bots.store.models import Handoff
 from ioc_core.api.web import require_staff
-from ioc_core.errors import IocError, NotFound, Unauthorized
-from ioc_core.http import json_response, read_model
+from ioc_core.errors import IocError, MalformedRequest, NotFound, Unauthorized
+from ioc_core.http import ForbiddenCharacter, JsonTooDeep, json_response, loads_json, read_model
 from ioc_core.i18n import LANGUAGES, pick_language
 
 logger = logging.getLogger(__name__)
@@ -37,7 +37,7 @@ class PayloadTooLarge(IocError):
     error_id = "payload-too-large"
 
 
-class Malformed(IocError):
+class Malformed(MalformedRequest):
     status = 400
     error_id = "malformed-update"
 
@@ -58,9 +58,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The core's JSON reading (ioc_core.http.loads_json): nesting depth checked before
+    parsing, and NUL and other control characters refused with a 400 naming the field —
+    a NUL reached PostgreSQL (a 500) and a 10,000-deep array Python's recursion limit."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = loads_json(body, what="update")
+    except (ForbiddenCharacter, JsonTooDeep):
+        raise
+    except MalformedRequest:
         raise Malformed("the body is not JSON") from None
     if not isinstance(data, dict):
         raise Malformed("the body is not a JSON object")
@@ -119,10 +124,10 @@ async def rasa_action(request: web.Request) -> web.Response:
             error_id="bad-rasa-token",
         )
     try:
-        call = read_call(json.loads(await read_body(request)))
+        call = read_call(parse_json(await read_body(request)))
         return json_response(await bots.actions.run(call))
-    except ValueError:
-        return json_response(ActionError(400, "", "the body is not JSON").as_dict(), 400)
+    except MalformedRequest as exc:  # Malformed, ForbiddenCharacter, JsonTooDeep
+        return json_response(ActionError(400, "", exc.message).as_dict(), 400)
     except ActionError as exc:
         return json_response(exc.as_dict(), exc.status)
 

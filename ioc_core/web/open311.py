@@ -16,7 +16,7 @@ from aiohttp import web
 from ioc_core.access.roles import Principal
 from ioc_core.catalogue.service import CategoryInfo
 from ioc_core.errors import IocError, NotFound, UnsupportedMedia, ValidationFailed
-from ioc_core.http import json_response, parse_model
+from ioc_core.http import json_response, parse_model, refuse_forbidden_fields
 from ioc_core.i18n import pick_language, t
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents.models import Incident
@@ -285,6 +285,7 @@ async def create_request(request: web.Request) -> web.Response:
     except ValueError as exc:
         raise ValidationFailed(f"malformed form body: {exc}") from None
     params = {k: v for k, v in form.items() if isinstance(v, str)}
+    refuse_forbidden_fields(params.items())
     unknown = sorted(k for k in form if k not in POST_FIELDS and not k.startswith("attribute["))
     if unknown:
         raise ValidationFailed(f"unknown parameters: {', '.join(unknown)}")
