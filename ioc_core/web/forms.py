@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ioc_core.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
 from ioc_core.http import refuse_forbidden_text
@@ -93,6 +94,12 @@ async def read_multipart(
                 )
                 fields[part.name] = raw.decode("utf-8")
                 refuse_forbidden_text(fields[part.name], part.name)
+    except HttpProcessingError as exc:
+        # A part's headers that HTTP's grammar refuses (control bytes in a name or value):
+        # aiohttp raises its own parser error here, which is no ValueError (it was a 500).
+        raise MalformedRequest(
+            f"malformed multipart part headers: {exc.message}", error_id="malformed-multipart"
+        ) from None
     except (ValueError, UnicodeDecodeError, AssertionError) as exc:
         raise MalformedRequest(
             f"malformed multipart body: {exc}", error_id="malformed-multipart"

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ioc_core.access.roles import Principal
 from ioc_core.catalogue.service import CategoryInfo
@@ -282,7 +283,7 @@ async def create_request(request: web.Request) -> web.Response:
         )
     try:
         form = await request.post()
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:  # a multipart part's bad headers too
         raise ValidationFailed(f"malformed form body: {exc}") from None
     params = {k: v for k, v in form.items() if isinstance(v, str)}
     refuse_forbidden_fields(params.items())
