@@ -900,3 +900,30 @@ async def test_defect_14_free_text_keeps_its_lines_and_open311_refuses_nul(
     assert r.status == 400, await r.text()
     assert "description" in (await r.json())[0]["description"]
     assert await footprint(core) == before
+
+
+# ------------------------------------------------------------------ item 17: what fuzzing found
+
+BAD_PART = (
+    b'--xyz\r\nContent-Disposition: form-data; name="\x02"\r\n\r\nx\r\n--xyz--\r\n',
+    b"--xyz\r\n[{'\x01'\r\n\r\nx\r\n--xyz--\r\n",
+    b"--xyz\r\n\r\nno headers at all\r\n--xyz--\r\n",
+)
+
+
+@pytest.mark.parametrize("body", BAD_PART, ids=["control-in-name", "not-a-header", "no-headers"])
+@pytest.mark.parametrize("setup", ["", "incident"], ids=["create", "attach"])
+async def test_defect_17_multipart_part_with_bad_headers_is_a_400(
+    body: bytes, setup: str, client: Any, core: Core
+) -> None:
+    """A part whose headers HTTP's grammar refuses raised aiohttp's own parser error, which
+    the reader did not catch: a 500 on both multipart routes. Now a 400, nothing written."""
+    path = "/api/v1/incidents/{ref}/attachments" if setup else "/api/v1/incidents"
+    case = Case(
+        "bad-part",
+        Req(path=path, raw=body, content_type="multipart/form-data; boundary=xyz", setup=setup),
+        400,
+        "malformed-multipart",
+        "multipart",
+    )
+    await test_bad_request_is_refused_and_writes_nothing(case, client, core)
