@@ -251,6 +251,7 @@ def test_defect_17_fuzzing_finds_no_server_error(hub: Hub, backend: str) -> None
                         for c in checks
                         if c.status == Status.FAILURE and c.failure_info
                     ]
+    print(f"schemathesis: {requests} requests; links reached {sorted(reached)}")
     assert not failures, "\n\n".join(failures[:20])
     assert requests > 500, f"only {requests} requests: the run tested too little"
     on_incidents = {p for p in reached if p.startswith("/api/v1/incidents/{ref}")}
