@@ -27,6 +27,7 @@ from bots.rasa.channel import RasaChannel
 from bots.settings import BotSettings
 from bots.store.service import BotStore
 from bots.webchat.channel import WebChatChannel
+from ioc_core.api.openapi import contribute
 from ioc_core.api.web import PRIMARY, core_of, system_api
 from ioc_core.config import Settings
 from ioc_core.i18n import Translator
@@ -67,9 +68,10 @@ NOTIFY_GROUP = "bots-notify"
 
 def attach(app: web.Application) -> None:
     """`ioc.web` entry point: webhooks, the hand-off API, and the bots' lifetime."""
-    from bots.web import routes
+    from bots.web import openapi, routes
 
     app.add_routes(routes)
+    contribute(app, openapi())
     app.cleanup_ctx.append(_lifetime)
 
 

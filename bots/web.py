@@ -20,9 +20,28 @@ from bots.core.messages import Reply
 from bots.rasa.actions import ActionError, read_call
 from bots.role import BOTS, TEXTS, Bots
 from bots.store.models import Handoff
+from ioc_core.api.openapi import (
+    PUBLIC,
+    STAFF,
+    Fragment,
+    items,
+    json_body,
+    operation,
+    path_param,
+    ref,
+    response,
+    schemas_of,
+)
 from ioc_core.api.web import require_staff
-from ioc_core.errors import IocError, NotFound, Unauthorized
-from ioc_core.http import json_response, read_model
+from ioc_core.errors import IocError, MalformedRequest, NotFound, Unauthorized
+from ioc_core.http import (
+    ForbiddenCharacter,
+    JsonTooDeep,
+    json_response,
+    loads_json,
+    parse_model,
+    read_model,
+)
 from ioc_core.i18n import LANGUAGES, pick_language
 
 logger = logging.getLogger(__name__)
@@ -37,7 +56,7 @@ class PayloadTooLarge(IocError):
     error_id = "payload-too-large"
 
 
-class Malformed(IocError):
+class Malformed(MalformedRequest):
     status = 400
     error_id = "malformed-update"
 
@@ -58,9 +77,14 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def parse_json(body: bytes) -> dict[str, Any]:
+    """The core's JSON reading (ioc_core.http.loads_json): nesting depth checked before
+    parsing, and NUL and other control characters refused with a 400 naming the field —
+    a NUL reached PostgreSQL (a 500) and a 10,000-deep array Python's recursion limit."""
     try:
-        data = json.loads(body)
-    except ValueError:
+        data = loads_json(body, what="update")
+    except (ForbiddenCharacter, JsonTooDeep):
+        raise
+    except MalformedRequest:
         raise Malformed("the body is not JSON") from None
     if not isinstance(data, dict):
         raise Malformed("the body is not a JSON object")
@@ -119,10 +143,10 @@ async def rasa_action(request: web.Request) -> web.Response:
             error_id="bad-rasa-token",
         )
     try:
-        call = read_call(json.loads(await read_body(request)))
+        call = read_call(parse_json(await read_body(request)))
         return json_response(await bots.actions.run(call))
-    except ValueError:
-        return json_response(ActionError(400, "", "the body is not JSON").as_dict(), 400)
+    except MalformedRequest as exc:  # Malformed, ForbiddenCharacter, JsonTooDeep
+        return json_response(ActionError(400, "", exc.message).as_dict(), 400)
     except ActionError as exc:
         return json_response(exc.as_dict(), exc.status)
 
@@ -240,6 +264,10 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
 # ---------------------------------------------------------------------- hand-offs
 
 
+HANDOFF_STATUSES = ("waiting", "active", "closed")
+HANDOFF_ACTIONS = ("claim", "message", "close")
+
+
 class HandoffQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
     status: list[Literal["waiting", "active", "closed"]]
@@ -271,12 +299,12 @@ def _item(h: Handoff) -> dict[str, Any]:
 async def list_handoffs(request: web.Request) -> web.Response:
     await require_staff(request)
     statuses = request.query.getall("status", []) or ["waiting", "active"]
-    q = HandoffQuery.model_validate({"status": statuses})
+    q = parse_model(HandoffQuery, {"status": statuses})  # a bad status is a 422, not a 500
     items = await bots_of(request).store.handoffs(q.status)
     return json_response({"items": [_item(h) for h in items]})
 
 
-@routes.post(API + "/chats/handoffs/{id:[0-9]+}/{action:claim|message|close}")
+@routes.post(API + "/chats/handoffs/{id:[0-9]+}/{action:" + "|".join(HANDOFF_ACTIONS) + "}")
 async def act_on_handoff(request: web.Request) -> web.Response:
     who = await require_staff(request)
     body = await read_model(request, AgentMessage) if request.can_read_body else AgentMessage()
@@ -298,3 +326,110 @@ async def act_on_handoff(request: web.Request) -> web.Response:
     if done is None:
         raise NotFound("no open hand-off with that id", error_id="handoff-not-found")
     return json_response(_item(done))
+
+
+# ---------------------------------------------------------------------- the API's document
+
+
+def openapi() -> Fragment:
+    """The bots' routes for the hub's OpenAPI document (ADR 0022). The webhooks are called
+    by the chat clouds and Rasa, each proving itself its own way (a secret header, a
+    signature, the hub's Rasa token), not by a token role."""
+    update = {"type": "object", "description": "the cloud's update, as its API documents it"}
+    ok = {"200": response("Taken", {"type": "object", "properties": {"ok": {"type": "boolean"}}})}
+    rasa_error = {
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}, "action_name": {"type": "string"}},
+    }
+    handoff = {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}
+    handoff_id = path_param("id", "the hand-off's number", pattern=r"^[0-9]+$")
+    status = {
+        "name": "status",
+        "in": "query",
+        "required": False,
+        "style": "form",
+        "explode": True,
+        "description": "statuses to list (default: waiting and active)",
+        "schema": {"type": "array", "items": {"type": "string", "enum": list(HANDOFF_STATUSES)}},
+    }
+    lang = {"name": "lang", "in": "query", "required": False, "schema": {"type": "string"}}
+
+    def hook(summary: str, scheme: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        return operation(
+            summary,
+            roles=(f"the caller holding the '{scheme}' secret",),
+            body={"required": True, "content": {"application/json": {"schema": update}}},
+            ok=ok if body is None else body,
+        ) | {"security": [{scheme: []}], "tags": ["webhooks"]}
+
+    paths: dict[str, Any] = {
+        "/bots/telegram/webhook": {"post": hook("Telegram Bot API updates", "telegram")},
+        "/bots/zalo/webhook": {"post": hook("Zalo OA events (signed body)", "zalo")},
+        "/nlu/actions": {
+            "post": hook(
+                "Rasa's custom actions (Rasa's action server protocol)",
+                "rasa",
+                {
+                    "200": response("Events and responses for Rasa"),
+                    "4XX": response("Rasa's error shape", rasa_error),
+                    "503": response("Busy", ref("Error")),
+                },
+            )
+        },
+        "/chat": {
+            "get": operation(
+                "The web chat widget's page (embed it with an iframe)",
+                roles=PUBLIC,
+                parameters=[lang],
+                ok={"200": response("HTML page", {"type": "string"}, media="text/html")},
+            )
+        },
+        "/bots/web/ws": {
+            "get": operation(
+                "The web chat's WebSocket (one citizen's chat: messages in, replies out)",
+                roles=PUBLIC,
+                parameters=[
+                    lang,
+                    {
+                        "name": "chat",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string"},
+                    },
+                ],
+                ok={"101": response("Switching to the WebSocket protocol", media="")},
+            )
+        },
+        API + "/chats/handoffs": {
+            "get": operation(
+                "Chats handed to a person (CH-7)",
+                roles=STAFF,
+                parameters=[status],
+                ok={"200": response("Hand-offs", items(handoff))},
+            )
+        },
+    }
+    for action in HANDOFF_ACTIONS:
+        paths[f"{API}/chats/handoffs/{{id}}/{action}"] = {
+            "post": operation(
+                f"Hand-off: {action}",
+                roles=STAFF,
+                parameters=[handoff_id],
+                body=json_body(AgentMessage, required=action == "message"),
+                ok={"200": response("The hand-off after the action", handoff)},
+            )
+        }
+    return Fragment(
+        paths=paths,
+        schemas=schemas_of(AgentMessage),
+        security_schemes={
+            "telegram": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Telegram-Bot-Api-Secret-Token",
+            },
+            "zalo": {"type": "apiKey", "in": "header", "name": "X-ZEvent-Signature"},
+            "rasa": {"type": "http", "scheme": "bearer", "description": "the hub's Rasa token"},
+        },
+    )

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import itertools
 import json
 import logging
+import re
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import orjson
@@ -117,6 +119,106 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+# ------------------------------------------------------------------ text every input may hold
+
+# Refused in any text a client sends (JSON strings and keys, form fields, query parameters, path
+# segments): PostgreSQL's text cannot hold NUL at all (asyncpg raises, the request ended in a
+# 500), and lone surrogates (JSON's "\ud800") cannot be encoded as UTF-8 for either database.
+# The other C0 controls, DEL and the C1 block (U+0080-U+009F, what mojibake of Windows-1252
+# leaves) are never part of a report, a name or an address, but they corrupt what the consoles,
+# CSV exports, SMS and the Open311 XML show (XML 1.0 cannot carry C0 controls at all).
+# U+FFFE/U+FFFF are Unicode noncharacters, a byte-order mark read the wrong way round.
+# Newline, tab and carriage return stay allowed: free text (a description, a note) has lines.
+FORBIDDEN_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff\ufffe\uffff]")
+# Deeper than any body the API takes (a report is 3 levels); the limit is checked before
+# parsing, without recursion, because json.loads and pydantic recurse once per level and a
+# 10,000-deep array hit Python's recursion limit (a 500).
+MAX_JSON_DEPTH = 32
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_DEPTH_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+class ForbiddenCharacter(MalformedRequest):
+    error_id = "forbidden-character"
+
+
+class JsonTooDeep(MalformedRequest):
+    error_id = "json-too-deep"
+
+
+def refuse_forbidden_text(value: str, field: str) -> None:
+    """400 naming `field` if `value` holds a character no input may hold (see above)."""
+    if (bad := FORBIDDEN_TEXT.search(value)) is not None:
+        code = f"U+{ord(bad.group()):04X}"
+        raise ForbiddenCharacter(
+            f"{field}: character {code} is not allowed (control characters other than "
+            "newline, tab and carriage return are refused)",
+            details={"errors": [{"field": field, "problem": f"character {code} is not allowed"}]},
+        )
+
+
+def refuse_forbidden_fields(pairs: Iterable[tuple[str, str]], *, where: str = "") -> None:
+    """Every (name, value) of a form, a query string or a path; the name is checked too."""
+    for name, value in pairs:
+        refuse_forbidden_text(name, f"{where}{name!r}")
+        refuse_forbidden_text(value, f"{where}{name}")
+
+
+def json_depth(raw: bytes) -> int:
+    """Nesting depth of a JSON text, without parsing it and without recursion: strings are
+    cut out, then the running sum of opening and closing brackets is taken at C speed."""
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKET)
+    return max(itertools.accumulate(_DEPTH_STEP[b] for b in brackets), default=0)
+
+
+def check_json_text(data: Any) -> Any:
+    """Every key and string of parsed JSON checked, walking with a stack (no recursion);
+    a refusal names the field as a dotted path (`reporter.name`, `photos.0`)."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, str):
+            refuse_forbidden_text(value, path or "(body)")
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                refuse_forbidden_text(key, f"{path}.{key!r}" if path else repr(key))
+                stack.append((f"{path}.{key}" if path else key, item))
+        elif isinstance(value, list):
+            stack.extend((f"{path}.{i}" if path else str(i), v) for i, v in enumerate(value))
+    return data
+
+
+def loads_json(raw: bytes | str, *, what: str = "body") -> Any:
+    """JSON from a client: depth-limited, then parsed, then its text checked; 400s say why."""
+    data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if (depth := json_depth(data)) > MAX_JSON_DEPTH:
+        raise JsonTooDeep(
+            f"{what} is nested {depth} levels deep; at most {MAX_JSON_DEPTH} are accepted",
+            details={"field": what, "limit": MAX_JSON_DEPTH},
+        )
+    try:
+        parsed = json.loads(raw)
+    except UnicodeDecodeError:
+        raise MalformedRequest(f"{what} is not UTF-8", error_id="malformed-json") from None
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(
+            f"malformed JSON in {what}: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            details={"field": what, "position": exc.pos},
+            error_id="malformed-json",
+        ) from None
+    return check_json_text(parsed)
+
+
+@web.middleware
+async def text_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Path segments and query parameters of every route, core and features alike, refused
+    before any handler can pass them to the database (a NUL in `/incidents/{ref}` was a 500)."""
+    refuse_forbidden_fields(request.match_info.items(), where="path parameter ")
+    refuse_forbidden_fields(request.query.items(), where="query parameter ")
+    return await handler(request)
+
+
 def validation_details(exc: ValidationError) -> list[dict[str, Any]]:
     out = []
     for e in exc.errors(include_url=False, include_input=False):
@@ -155,17 +257,7 @@ async def read_json(request: web.Request) -> Any:
         raise UnsupportedMedia(
             f"expected application/json, got {ctype or 'nothing'}", details={"content_type": ctype}
         )
-    raw = await request.read()
-    try:
-        return json.loads(raw)
-    except UnicodeDecodeError:
-        raise MalformedRequest("body is not UTF-8", error_id="malformed-json") from None
-    except json.JSONDecodeError as exc:
-        raise MalformedRequest(
-            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            details={"position": exc.pos},
-            error_id="malformed-json",
-        ) from None
+    return loads_json(await request.read())
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

@@ -18,6 +18,7 @@ from pathlib import Path
 from aiohttp import web
 
 from ioc_core.api import CoreApi
+from ioc_core.api.openapi import contribute
 from ioc_core.api.web import PRIMARY, core_of, system_api
 from ioc_core.config import ConfigError
 from telephony.agi.fastagi import FastAgiServer
@@ -47,9 +48,10 @@ WRAPUP_S = 5  # queues.conf `wrapuptime`
 
 def attach(app: web.Application) -> None:
     """`ioc.web` entry point: the API routes, and the switchboard's lifetime."""
-    from telephony.web import routes
+    from telephony.web import openapi, routes
 
     app.add_routes(routes)
+    contribute(app, openapi())
     app.cleanup_ctx.append(_lifetime)
 
 

@@ -12,6 +12,17 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
+from ioc_core.api.openapi import (
+    STAFF,
+    Fragment,
+    items,
+    json_body,
+    operation,
+    path_param,
+    query,
+    response,
+    schemas_of,
+)
 from ioc_core.api.web import core_of, require_staff
 from ioc_core.errors import Conflict, NotFound, ServiceUnavailable
 from ioc_core.http import json_response, parse_query, read_model
@@ -104,7 +115,11 @@ async def list_callbacks(request: web.Request) -> web.Response:
     )
 
 
-@routes.post(API + "/callbacks/{id:[0-9]+}/{action:claim|complete|cancel|retry}")
+CALLBACK_ACTIONS = ("claim", "complete", "cancel", "retry")
+AGENT_ACTIONS = ("login", "logout", "pause", "unpause")
+
+
+@routes.post(API + "/callbacks/{id:[0-9]+}/{action:" + "|".join(CALLBACK_ACTIONS) + "}")
 async def act_on_callback(request: web.Request) -> web.Response:
     who = await require_staff(request)
     body = await read_model(request, CallbackAction)
@@ -162,7 +177,7 @@ async def agents(request: web.Request) -> web.Response:
     return json_response({"items": await request.app[STORE].agents()})
 
 
-@routes.post(API + "/agents/{ext}/{action:login|logout|pause|unpause}")
+@routes.post(API + "/agents/{ext}/{action:" + "|".join(AGENT_ACTIONS) + "}")
 async def agent_action(request: web.Request) -> web.Response:
     await require_staff(request)
     sb = request.app.get(SWITCHBOARD)
@@ -195,3 +210,91 @@ async def agent_action(request: web.Request) -> web.Response:
         raise Conflict(said("api.bad_action", reason=str(exc)), error_id="agent-state") from None
     state = sb.desk.state_of(ext)
     return json_response({"extension": ext, "state": state.value})
+
+
+# ---------------------------------------------------------------------- the API's document
+
+
+def openapi() -> Fragment:
+    """The switchboard's routes for the hub's OpenAPI document (ADR 0022)."""
+    call_id = path_param("id", "the call's id")
+    callback_id = path_param("id", "the call-back's number", pattern=r"^[0-9]+$")
+    ext = path_param("ext", "the agent's extension")
+    call = {"type": "object", "required": ["id"], "properties": {"id": {"type": "string"}}}
+    callback = {"type": "object", "required": ["id"], "properties": {"id": {"type": "integer"}}}
+    to_call = {
+        "operationId": "get_call",
+        "parameters": {"id": "$response.body#/items/0/id"},
+    }
+    paths: dict[str, Any] = {
+        API + "/calls": {
+            "get": operation(
+                "Calls, newest first",
+                roles=STAFF,
+                parameters=query(CallsQuery, explode=frozenset({"status"})),
+                ok={"200": response("Calls", items(call), links={"get_call": to_call})},
+            )
+        },
+        API + "/calls/{id}": {
+            "get": operation(
+                "One call with its transcripts",
+                roles=STAFF,
+                parameters=[call_id],
+                ok={"200": response("The call", call)},
+            )
+            | {"operationId": "get_call"}
+        },
+        API + "/calls/{id}/recording": {
+            "get": operation(
+                "The answered call's recording, or the message left after the tone",
+                roles=STAFF,
+                parameters=[call_id],
+                ok={"200": response("WAV audio", {"type": "string"}, media="audio/wav")},
+            )
+        },
+        API + "/callbacks": {
+            "get": operation(
+                "Call-back work items",
+                roles=STAFF,
+                parameters=query(CallbacksQuery, explode=frozenset({"status"})),
+                ok={"200": response("Call-backs", items(callback))},
+            )
+        },
+        API + "/queues": {
+            "get": operation(
+                "Today's queue figures and who is still waiting",
+                roles=STAFF,
+                ok={"200": response("Queues", items())},
+            )
+        },
+        API + "/agents": {
+            "get": operation(
+                "Agents and their states", roles=STAFF, ok={"200": response("Agents", items())}
+            )
+        },
+    }
+    for action in CALLBACK_ACTIONS:
+        paths[f"{API}/callbacks/{{id}}/{action}"] = {
+            "post": operation(
+                f"Call-back: {action}",
+                roles=STAFF,
+                parameters=[callback_id],
+                body=json_body(CallbackAction, required=False),
+                ok={"200": response("The call-back after the action", callback)},
+            )
+        }
+    for action in AGENT_ACTIONS:
+        model = PauseIn if action == "pause" else LoginIn
+        paths[f"{API}/agents/{{ext}}/{action}"] = {
+            "post": operation(
+                f"Agent: {action} (through the switchboard; 503 while it is down)",
+                roles=STAFF,
+                parameters=[ext],
+                body=json_body(model, required=False),
+                ok={"200": response("The agent's state")},
+            )
+        }
+    return Fragment(
+        paths=paths,
+        schemas=schemas_of(CallsQuery, CallbacksQuery, CallbackAction, LoginIn, PauseIn),
+    )

@@ -13,6 +13,7 @@ from ioc_core.http import (
     concurrency_limit,
     error_middleware,
     json_response,
+    text_guard,
 )
 from ioc_core.runtime import Core
 from ioc_core.web import open311, openapi, rest
@@ -31,7 +32,9 @@ def make_app(core: Core, *, primary: bool = True, features: bool = True) -> web.
     limit = concurrency_limit(
         limit=s.http_max_inflight, max_wait_ms=s.http_queue_ms, exempt=frozenset({"/health"})
     )
-    app = web.Application(middlewares=[error_middleware, limit], client_max_size=s.max_body_bytes)
+    app = web.Application(
+        middlewares=[error_middleware, limit, text_guard], client_max_size=s.max_body_bytes
+    )
     app[CORE] = core
     renderers: dict[str, Renderer] = {open311.BASE + "/": open311.render_open311_error}
     app[ERROR_RENDERERS] = renderers

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from aiohttp import BodyPartReader, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ioc_core.errors import MalformedRequest, PayloadTooLarge, UnsupportedMedia, ValidationFailed
+from ioc_core.http import refuse_forbidden_text
 from ioc_core.incidents.attachments import Upload
 
 MAX_FIELD = 64 * 1024
@@ -65,7 +67,17 @@ async def read_multipart(
         while (part := await reader.next()) is not None:
             if not isinstance(part, BodyPartReader):
                 raise MalformedRequest("nested multipart is not supported")
+            if not part.name:
+                # A part without `Content-Disposition: form-data; name=...` (or with no headers
+                # at all) names nothing the API takes; refused rather than filed under "".
+                raise MalformedRequest(
+                    "every multipart part needs Content-Disposition: form-data; name=...",
+                    details={"part": len(fields) + len(uploads)},
+                    error_id="malformed-multipart",
+                )
+            refuse_forbidden_text(part.name, "form field name")
             if part.filename is not None:
+                refuse_forbidden_text(part.filename, f"{part.name} (file name)")
                 if len(uploads) >= max_files:
                     raise ValidationFailed(
                         f"at most {max_files} photos per request",
@@ -77,11 +89,17 @@ async def read_multipart(
                 )
                 uploads.append(Upload(filename=part.filename, data=data))
             else:
-                name = part.name or "field"
                 raw = await _read_limited(
-                    part, MAX_FIELD, name, budget, error_id="payload-too-large"
+                    part, MAX_FIELD, part.name, budget, error_id="payload-too-large"
                 )
-                fields[part.name or ""] = raw.decode("utf-8")
+                fields[part.name] = raw.decode("utf-8")
+                refuse_forbidden_text(fields[part.name], part.name)
+    except HttpProcessingError as exc:
+        # A part's headers that HTTP's grammar refuses (control bytes in a name or value):
+        # aiohttp raises its own parser error here, which is no ValueError (it was a 500).
+        raise MalformedRequest(
+            f"malformed multipart part headers: {exc.message}", error_id="malformed-multipart"
+        ) from None
     except (ValueError, UnicodeDecodeError, AssertionError) as exc:
         raise MalformedRequest(
             f"malformed multipart body: {exc}", error_id="malformed-multipart"

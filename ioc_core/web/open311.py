@@ -12,11 +12,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ioc_core.access.roles import Principal
 from ioc_core.catalogue.service import CategoryInfo
 from ioc_core.errors import IocError, NotFound, UnsupportedMedia, ValidationFailed
-from ioc_core.http import json_response, parse_model
+from ioc_core.http import json_response, parse_model, refuse_forbidden_fields
 from ioc_core.i18n import pick_language, t
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents.models import Incident
@@ -282,9 +283,10 @@ async def create_request(request: web.Request) -> web.Response:
         )
     try:
         form = await request.post()
-    except ValueError as exc:
+    except (ValueError, HttpProcessingError) as exc:  # a multipart part's bad headers too
         raise ValidationFailed(f"malformed form body: {exc}") from None
     params = {k: v for k, v in form.items() if isinstance(v, str)}
+    refuse_forbidden_fields(params.items())
     unknown = sorted(k for k in form if k not in POST_FIELDS and not k.startswith("attribute["))
     if unknown:
         raise ValidationFailed(f"unknown parameters: {', '.join(unknown)}")

@@ -1,12 +1,41 @@
-"""OpenAPI 3.1 document of /api/v1, built from the same pydantic models that validate input."""
+"""OpenAPI 3.1 document of the hub, built from the same pydantic models that validate input.
+
+The core describes its own routes (REST under /api/v1, Open311, health); each feature package
+contributes its own through `ioc_core.api.openapi.contribute` (ADR 0022), and the document is
+composed per application, so it lists exactly the routes that application serves.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
 
+from ioc_core.access.roles import (
+    ATTACH_ROLES,
+    CREATE_ROLES,
+    ESCALATE_ROLES,
+    MERGE_ROLES,
+    NOTE_ROLES,
+    RATE_ROLES,
+    REPLY_ROLES,
+    UPDATE_ROLES,
+    Role,
+)
+from ioc_core.api.openapi import (
+    ERROR,
+    OPENAPI,
+    PUBLIC,
+    errors,
+    items,
+    json_body,
+    operation,
+    path_param,
+    query,
+    ref,
+    response,
+    schemas_of,
+)
 from ioc_core.http import json_response
 from ioc_core.incidents.schemas import (
     EntryIn,
@@ -18,19 +47,16 @@ from ioc_core.incidents.schemas import (
     UnmergeIn,
     UpdateIn,
 )
+from ioc_core.web.open311 import BASE as OPEN311
 from ioc_core.web.rest import API, AreaQuery, ListQuery
 
 routes = web.RouteTableDef()
 
-ERROR = {
-    "type": "object",
-    "required": ["error_id", "message", "details"],
-    "properties": {"error_id": {"type": "string"}, "message": {"type": "string"}, "details": {}},
-}
 INCIDENT = {
     "type": "object",
     "description": "Incident as the caller's role may see it "
     "(reporters, notes and contacts depend on the role)",
+    "required": ["id", "code", "state", "phase"],
     "properties": {
         "id": {"type": "string"},
         "code": {"type": "string"},
@@ -38,247 +64,377 @@ INCIDENT = {
         "phase": {"type": "string"},
     },
 }
-
-
-def _body(model: type[BaseModel]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
-        },
-    }
-
-
-def _query(model: type[BaseModel]) -> list[dict[str, Any]]:
-    schema = model.model_json_schema()
-    return [
-        {"name": name, "in": "query", "required": False, "schema": prop}
-        for name, prop in schema["properties"].items()
-    ]
-
-
-def _ok(desc: str, schema: dict[str, Any] | None = None, status: str = "200") -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        status: {
-            "description": desc,
-            "content": {"application/json": {"schema": schema or {"type": "object"}}},
-        },
-        "4XX": {
-            "description": "Bad input or not allowed",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-        },
-    }
-    return responses
-
-
-REF = {
-    "name": "ref",
+OPEN311_ERROR = {
+    "type": "array",
+    "description": "Open311's own error format",
+    "items": {
+        "type": "object",
+        "required": ["code", "description"],
+        "properties": {"code": {"type": "integer"}, "description": {"type": "string"}},
+    },
+}
+REF_PARAM = path_param("ref", "id or tracking code of the incident")
+CODE_PARAM = path_param("code")
+FMT_PARAM = {
+    "name": "fmt",
     "in": "path",
     "required": True,
-    "description": "id or tracking code",
-    "schema": {"type": "string"},
+    "description": "json or xml",
+    "schema": {"type": "string", "enum": ["json", "xml"]},
 }
+STAFF_ROLES = tuple(r.value for r in (Role.CALLTAKER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN))
+READERS = PUBLIC  # reading is open; what each role sees is decided by serialisation
 
 
-def _action(summary: str, model: type[BaseModel], status: str = "200") -> dict[str, Any]:
+def _roles(roles: frozenset[Role]) -> tuple[str, ...]:
+    return tuple(r.value for r in Role if r in roles)
+
+
+# Operations on one incident, keyed by operationId: the links of a created incident point at
+# them with its id, so the stateful phase of a fuzzer reaches real incidents.
+def _ref_links(*operation_ids: str, at: str = "$response.body#/id") -> dict[str, Any]:
+    return {op: {"operationId": op, "parameters": {"ref": at}} for op in operation_ids}
+
+
+ONE_INCIDENT = ("get_incident", "update_incident", "transition", "add_reply", "add_note", "rate",
+                "add_attachments", "get_timeline", "merge", "unmerge", "escalate")  # fmt: skip
+
+
+def _action(
+    op_id: str, summary: str, model: type[Any], roles: tuple[str, ...], status: str = "200"
+) -> dict[str, Any]:
     return {
-        "post": {
-            "summary": summary,
-            "parameters": [REF],
-            "requestBody": _body(model),
-            "responses": _ok("The incident after the change", INCIDENT, status),
-        }
+        "post": operation(
+            summary,
+            roles=roles,
+            parameters=[REF_PARAM],
+            body=json_body(model),
+            ok={status: response("The incident after the change", INCIDENT)},
+        )
+        | {"operationId": op_id}
     }
 
 
-def document() -> dict[str, Any]:
-    models: list[type[BaseModel]] = [
-        ReportIn,
-        UpdateIn,
-        TransitionIn,
-        EntryIn,
-        MergeIn,
-        UnmergeIn,
-        EscalateIn,
+def _photos(required: bool) -> dict[str, Any]:
+    photo = {"type": "array", "items": {"type": "string", "format": "binary"}}
+    return {
+        "type": "object",
+        "required": ["photo"] if required else [],
+        "properties": {"photo": photo},
+    }
+
+
+def _open311() -> dict[str, Any]:
+    errs = errors(OPEN311_ERROR)
+    xml = {"text/xml": {"schema": {"type": "string"}}}
+
+    def ok(desc: str, status: str = "200") -> dict[str, Any]:
+        return {
+            status: {
+                "description": desc + " (JSON or Open311 XML by the path's format)",
+                "content": {"application/json": {"schema": {"type": "array"}}, **xml},
+            }
+        }
+
+    def get(summary: str, params: list[dict[str, Any]]) -> dict[str, Any]:
+        return operation(
+            summary,
+            roles=READERS,
+            parameters=params,
+            ok=ok(summary),
+            error_responses=errs,
+            tags=("open311",),
+        )
+
+    jurisdiction: dict[str, Any] = {
+        "name": "jurisdiction_id",
+        "in": "query",
+        "schema": {"type": "string"},
+    }
+    api_key: dict[str, Any] = {"name": "api_key", "in": "query", "schema": {"type": "string"}}
+    text = {"type": "string", "maxLength": 5000}
+    form_fields = {
+        name: ({"type": "number"} if name in ("lat", "long") else text)
+        for name in (
+            "api_key", "jurisdiction_id", "service_code", "lat", "long", "address_string",
+            "address_id", "email", "device_id", "account_id", "first_name", "last_name", "phone",
+            "description", "media_url",
+        )
+    }  # fmt: skip
+    form = {"type": "object", "required": ["api_key", "service_code"], "properties": form_fields}
+    list_params: list[dict[str, Any]] = [
+        jurisdiction,
+        api_key,
+        *(
+            {"name": n, "in": "query", "schema": {"type": "string"}}
+            for n in ("service_request_id", "service_code", "start_date", "end_date", "status")
+        ),
     ]
-    schemas: dict[str, Any] = {"Error": ERROR, "Incident": INCIDENT}
-    for m in models:
-        s = m.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(s.pop("$defs", {}))
-        schemas[m.__name__] = s
-    inc = f"{API}/incidents"
-    paths: dict[str, Any] = {
-        "/health": {"get": {"summary": "Component statuses", "responses": _ok("Health")}},
-        f"{API}/categories": {
-            "get": {"summary": "Category tree (flat, with parents)", "responses": _ok("Categories")}
+    return {
+        f"{OPEN311}/services.{{fmt}}": {
+            "get": get("Open311 services (the requestable categories)", [FMT_PARAM, jurisdiction])
         },
-        f"{API}/categories/{{code}}": {
-            "get": {
-                "summary": "One category",
-                "parameters": [
-                    {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": _ok("Category"),
-            }
+        f"{OPEN311}/services/{{code}}.{{fmt}}": {
+            "get": get("Open311 service definition", [CODE_PARAM, FMT_PARAM, jurisdiction])
         },
-        f"{API}/areas": {
-            "get": {
-                "summary": "Administrative areas",
-                "parameters": _query(AreaQuery),
-                "responses": _ok("Areas"),
-            }
-        },
-        f"{API}/areas/{{code}}": {
-            "get": {
-                "summary": "One area",
-                "parameters": [
-                    {"name": "code", "in": "path", "required": True, "schema": {"type": "string"}}
-                ],
-                "responses": _ok("Area"),
-            }
-        },
-        f"{API}/agencies": {"get": {"summary": "Agencies", "responses": _ok("Agencies")}},
-        inc: {
-            "post": {
-                "summary": "Report an incident (JSON, or multipart with a 'report' JSON "
-                "part and 'photo' files)",
-                "requestBody": {
+        f"{OPEN311}/requests.{{fmt}}": {
+            "get": get(
+                "Open311 service requests (last 90 days by default)", [FMT_PARAM, *list_params]
+            ),
+            "post": operation(
+                "Open311 create a service request (form-encoded, with an api_key)",
+                roles=_roles(CREATE_ROLES),
+                parameters=[FMT_PARAM],
+                body={
                     "required": True,
                     "content": {
-                        "application/json": {"schema": {"$ref": "#/components/schemas/ReportIn"}},
+                        "application/x-www-form-urlencoded": {"schema": form},
+                        "multipart/form-data": {"schema": form},
+                    },
+                },
+                ok=ok("Created", "201"),
+                error_responses=errs,
+                tags=("open311",),
+            ),
+        },
+        f"{OPEN311}/requests/{{code}}.{{fmt}}": {
+            "get": get(
+                "Open311 one service request", [CODE_PARAM, FMT_PARAM, jurisdiction, api_key]
+            )
+        },
+    }
+
+
+def core_paths() -> dict[str, Any]:
+    inc = f"{API}/incidents"
+    staff = STAFF_ROLES
+    return {
+        "/health": {
+            "get": operation(
+                "Component statuses (database, bus, features)",
+                roles=READERS,
+                ok={
+                    "200": response("Up or degraded"),
+                    "503": response("Down"),
+                },
+                error_responses={},
+            )
+        },
+        f"{API}/openapi.json": {
+            "get": operation(
+                "This document", roles=READERS, ok={"200": response("OpenAPI 3.1 document")}
+            )
+        },
+        f"{API}/categories": {
+            "get": operation(
+                "Category tree (flat, with parents)",
+                roles=READERS,
+                ok={"200": response("Categories", items())},
+            )
+        },
+        f"{API}/categories/{{code}}": {
+            "get": operation(
+                "One category",
+                roles=READERS,
+                parameters=[CODE_PARAM],
+                ok={"200": response("Category")},
+            )
+        },
+        f"{API}/areas": {
+            "get": operation(
+                "Administrative areas",
+                roles=READERS,
+                parameters=query(AreaQuery),
+                ok={"200": response("Areas", items())},
+            )
+        },
+        f"{API}/areas/{{code}}": {
+            "get": operation(
+                "One area", roles=READERS, parameters=[CODE_PARAM], ok={"200": response("Area")}
+            )
+        },
+        f"{API}/agencies": {
+            "get": operation("Agencies", roles=READERS, ok={"200": response("Agencies", items())})
+        },
+        inc: {
+            "post": operation(
+                "Report an incident (JSON, or multipart with a 'report' JSON part and 'photo' "
+                "files)",
+                roles=_roles(CREATE_ROLES),
+                body={
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": ref(ReportIn)},
                         "multipart/form-data": {
                             "schema": {
                                 "type": "object",
+                                "required": ["report"],
                                 "properties": {
                                     "report": {"type": "string", "description": "ReportIn as JSON"},
-                                    "photo": {
-                                        "type": "array",
-                                        "items": {"type": "string", "format": "binary"},
-                                    },
+                                    **_photos(False)["properties"],
                                 },
-                            }
+                            },
+                            "encoding": {"report": {"contentType": "application/json"}},
                         },
                     },
                 },
-                "responses": _ok("Created", INCIDENT, "201"),
-            },
-            "get": {
-                "summary": "List incidents (keyset pagination with next_cursor)",
-                "parameters": _query(ListQuery),
-                "responses": _ok("Incidents"),
-            },
+                ok={"201": response("Created", INCIDENT, links=_ref_links(*ONE_INCIDENT))},
+            )
+            | {"operationId": "report_incident"},
+            "get": operation(
+                "List incidents (keyset pagination with next_cursor)",
+                description="Each role sees its scope: public and citizens what is verified, "
+                "agencies what is assigned to them, staff everything.",
+                roles=READERS,
+                parameters=query(ListQuery, explode=frozenset({"state", "phase"})),
+                ok={
+                    "200": response(
+                        "Incidents",
+                        items(INCIDENT),
+                        links=_ref_links(*ONE_INCIDENT, at="$response.body#/items/0/id"),
+                    )
+                },
+            ),
         },
         f"{inc}/{{ref}}": {
-            "get": {
-                "summary": "One incident",
-                "parameters": [REF],
-                "responses": _ok("Incident", INCIDENT),
-            },
-            "patch": {
-                "summary": "Correct fields (staff)",
-                "parameters": [REF],
-                "requestBody": _body(UpdateIn),
-                "responses": _ok("Incident", INCIDENT),
-            },
+            "get": operation(
+                "One incident",
+                roles=READERS,
+                parameters=[REF_PARAM],
+                ok={"200": response("Incident", INCIDENT)},
+            )
+            | {"operationId": "get_incident"},
+            "patch": operation(
+                "Correct fields",
+                roles=_roles(UPDATE_ROLES),
+                parameters=[REF_PARAM],
+                body=json_body(UpdateIn),
+                ok={"200": response("Incident", INCIDENT)},
+            )
+            | {"operationId": "update_incident"},
         },
         f"{inc}/{{ref}}/transitions": _action(
-            "Lifecycle action (verify, assign, start, resolve, close, reject, reopen, ...)",
+            "transition",
+            "Lifecycle action (verify, assign, start, resolve, close, reject, reopen, ...); "
+            "which role may take which action is the lifecycle table's",
             TransitionIn,
+            (*staff, "agency", "service"),
         ),
         f"{inc}/{{ref}}/replies": {
-            "post": {
-                "summary": "Public reply",
-                "parameters": [REF],
-                "requestBody": _body(EntryIn),
-                "responses": _ok("Reply", status="201"),
-            }
+            "post": operation(
+                "Public reply",
+                roles=_roles(REPLY_ROLES),
+                parameters=[REF_PARAM],
+                body=json_body(EntryIn),
+                ok={"201": response("Reply")},
+            )
+            | {"operationId": "add_reply"}
         },
         f"{inc}/{{ref}}/notes": {
-            "post": {
-                "summary": "Internal note (staff)",
-                "parameters": [REF],
-                "requestBody": _body(EntryIn),
-                "responses": _ok("Note", status="201"),
-            }
+            "post": operation(
+                "Internal note",
+                roles=_roles(NOTE_ROLES),
+                parameters=[REF_PARAM],
+                body=json_body(EntryIn),
+                ok={"201": response("Note")},
+            )
+            | {"operationId": "add_note"}
         },
         f"{inc}/{{ref}}/rating": {
-            "post": {
-                "summary": "Rate the handling 1-5 (the reporter, once resolved)",
-                "parameters": [REF],
-                "requestBody": _body(RatingIn),
-                "responses": _ok("Rating", status="201"),
-            }
+            "post": operation(
+                "Rate the handling 1-5 (the reporter, once resolved)",
+                roles=_roles(RATE_ROLES),
+                parameters=[REF_PARAM],
+                body=json_body(RatingIn),
+                ok={"201": response("Rating")},
+            )
+            | {"operationId": "rate"}
         },
         f"{inc}/{{ref}}/attachments": {
-            "post": {
-                "summary": "Add photos (multipart 'photo' files: JPEG, PNG, WebP)",
-                "parameters": [REF],
-                "requestBody": {
+            "post": operation(
+                "Add photos (multipart 'photo' files: JPEG, PNG, WebP)",
+                roles=_roles(ATTACH_ROLES),
+                parameters=[REF_PARAM],
+                body={
                     "required": True,
-                    "content": {
-                        "multipart/form-data": {
-                            "schema": {
-                                "type": "object",
-                                "properties": {
-                                    "photo": {
-                                        "type": "array",
-                                        "items": {"type": "string", "format": "binary"},
-                                    }
-                                },
-                            }
-                        }
-                    },
+                    "content": {"multipart/form-data": {"schema": _photos(True)}},
                 },
-                "responses": _ok("Incident", INCIDENT, "201"),
-            }
+                ok={"201": response("Incident", INCIDENT)},
+            )
+            | {"operationId": "add_attachments"}
         },
         f"{inc}/{{ref}}/attachments/{{attachment_id}}": {
-            "get": {
-                "summary": "Download a photo",
-                "parameters": [
-                    REF,
-                    {
-                        "name": "attachment_id",
-                        "in": "path",
-                        "required": True,
-                        "schema": {"type": "string"},
-                    },
-                ],
-                "responses": {"200": {"description": "The image"}},
-            }
+            "get": operation(
+                "Download a photo",
+                roles=READERS,
+                parameters=[REF_PARAM, path_param("attachment_id")],
+                ok={
+                    "200": {
+                        "description": "The image",
+                        "content": {
+                            m: {"schema": {"type": "string", "format": "binary"}}
+                            for m in ("image/jpeg", "image/png", "image/webp")
+                        },
+                    }
+                },
+            )
         },
-        f"{inc}/{{ref}}/merge": _action("Merge into a primary incident (staff)", MergeIn),
-        f"{inc}/{{ref}}/unmerge": _action("Undo a merge (staff)", UnmergeIn),
+        f"{inc}/{{ref}}/merge": _action(
+            "merge", "Merge into a primary incident", MergeIn, _roles(MERGE_ROLES)
+        ),
+        f"{inc}/{{ref}}/unmerge": _action(
+            "unmerge", "Undo a merge", UnmergeIn, _roles(MERGE_ROLES)
+        ),
         f"{inc}/{{ref}}/escalation": _action(
-            "Flag or unflag a hot incident (immediate track)", EscalateIn
+            "escalate",
+            "Flag or unflag a hot incident (immediate track)",
+            EscalateIn,
+            _roles(ESCALATE_ROLES),
         ),
         f"{inc}/{{ref}}/timeline": {
-            "get": {
-                "summary": "Timeline (audit trail)",
-                "parameters": [REF],
-                "responses": _ok("Timeline rows"),
-            }
+            "get": operation(
+                "Timeline (audit trail)",
+                roles=READERS,
+                parameters=[REF_PARAM],
+                ok={"200": response("Timeline rows", items())},
+            )
+            | {"operationId": "get_timeline"}
         },
+        **_open311(),
     }
+
+
+def document(app: web.Application | None = None) -> dict[str, Any]:
+    """The core's paths, plus those the application's features contributed."""
+    schemas: dict[str, Any] = {"Error": ERROR, "Incident": INCIDENT}
+    schemas |= schemas_of(
+        ReportIn, UpdateIn, TransitionIn, EntryIn, MergeIn, UnmergeIn, EscalateIn, RatingIn
+    )
+    schemas |= schemas_of(ListQuery, AreaQuery)  # what the query parameters refer to
+    paths = core_paths()
+    security: dict[str, Any] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    for fragment in app.get(OPENAPI, []) if app is not None else []:
+        schemas |= fragment.schemas
+        paths |= fragment.paths
+        security |= fragment.security_schemes
     return {
         "openapi": "3.1.0",
         "info": {
-            "title": "IOC Hub core API",
+            "title": "IOC Hub API",
             "version": "1",
-            "description": "Incident store of the Intelligent Operations Centre. "
-            "Authenticate with 'Authorization: Bearer <token>'; without "
-            "one you are the public role.",
+            "description": "Incident store, switchboard and chat hand-offs of the Intelligent "
+            "Operations Centre. Authenticate with 'Authorization: Bearer <token>'; without "
+            "one you are the public role. Each operation lists the roles it serves (x-roles).",
         },
         "servers": [{"url": "/"}],
         "components": {
             "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": security,
         },
-        "security": [{}, {"bearer": []}],
-        "paths": paths,
+        "paths": dict(sorted(paths.items())),
     }
 
 
 @routes.get(f"{API}/openapi.json")
-async def openapi(_request: web.Request) -> web.Response:
-    return json_response(document())
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(document(request.app))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any, Literal
 
@@ -11,8 +10,8 @@ from pydantic import Field
 
 from ioc_core.catalogue import service as catalogue
 from ioc_core.catalogue.service import category_json
-from ioc_core.errors import MalformedRequest, NotFound, ValidationFailed
-from ioc_core.http import json_response, parse_model, parse_query, read_model
+from ioc_core.errors import NotFound, ValidationFailed
+from ioc_core.http import json_response, loads_json, parse_model, parse_query, read_model
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents import views
 from ioc_core.incidents.lifecycle import State
@@ -170,12 +169,7 @@ async def create_incident(request: web.Request) -> web.Response:
                 "multipart body needs a 'report' part with the JSON report",
                 details={"field": "report"},
             )
-        try:
-            raw = json.loads(fields["report"])
-        except json.JSONDecodeError as exc:
-            raise MalformedRequest(
-                f"malformed JSON in 'report': {exc.msg}", error_id="malformed-json"
-            ) from None
+        raw = loads_json(fields["report"], what="report")
         unknown = sorted(set(fields) - {"report"})
         if unknown:
             raise ValidationFailed(

@@ -766,3 +766,164 @@ async def test_failed_transaction_leaves_no_folder(
     r = await send(client, form(REPORT, ("good.jpg", JPEG)), {"staff": staff}, "")
     assert r.status == 500
     assert await footprint(core) == before
+
+
+# ------------------------------------------------------------------ item 14: text no input may hold
+
+DEEP = b"[" * 10_000 + b"]" * 10_000
+DEFECT_14: list[Case] = [
+    Case(
+        "json-nul",
+        create(report(description="rác\x00thải")),
+        400,
+        "forbidden-character",
+        "description",
+    ),
+    Case(
+        "json-nul-nested",
+        create(report(reporter=reporter(name="An\x00"))),
+        400,
+        "forbidden-character",
+        "reporter.name",
+    ),
+    Case(
+        "json-escape-character",
+        create(report(title="Rác\x1b[31m")),
+        400,
+        "forbidden-character",
+        "title",
+    ),
+    Case(
+        "json-c1-control",
+        create(report(location=loc(address="Hẻm\x8512"))),
+        400,
+        "forbidden-character",
+        "location.address",
+    ),
+    Case(
+        "json-lone-surrogate",
+        Req(raw=json.dumps(report(title="Rác")).replace("R\\u00e1c", "\\ud800", 1).encode()),
+        400,
+        "forbidden-character",
+        "title",
+    ),
+    Case(
+        "json-nul-in-key",
+        create(report(location=loc(**{"a\x00": 1}))),
+        400,
+        "forbidden-character",
+        "location",
+    ),
+    Case(
+        "json-nul-in-reply",
+        Req(path="/api/v1/incidents/{ref}/replies", json={"body": "ok\x00"}, setup="incident"),
+        400,
+        "forbidden-character",
+        "body",
+    ),
+    Case(
+        "form-nul-in-report-part",
+        form(json.dumps(report(description="x\x00"))),
+        400,
+        "forbidden-character",
+        "description",
+    ),
+    Case(
+        "form-nul-field",
+        form(REPORT, fields=(("note", "x\x00y"),)),
+        400,
+        "forbidden-character",
+        "note",
+    ),
+    Case(
+        "form-nul-in-file-name",
+        Req(  # RFC 5987's filename*= can carry what a plain header may not
+            raw=b"--xyz\r\nContent-Disposition: form-data; name=photo; "
+            b"filename*=utf-8''a%00.png\r\n\r\n" + PNG + b"\r\n--xyz--\r\n",
+            content_type="multipart/form-data; boundary=xyz",
+        ),
+        400,
+        "forbidden-character",
+        "photo",
+    ),
+    Case("query-nul", get("q=r%00c"), 400, "forbidden-character", "q"),
+    Case("query-nul-name", get("r%00c=1"), 400, "forbidden-character", "query parameter"),
+    Case(
+        "path-nul",
+        Req(method="GET", path="/api/v1/incidents/PA-%00"),
+        400,
+        "forbidden-character",
+        "ref",
+    ),
+    Case("json-10000-deep", Req(raw=DEEP), 400, "json-too-deep", "nested"),
+    Case(
+        "json-10000-deep-in-a-field",
+        Req(raw=b'{"category": ' + DEEP + b"}"),
+        400,
+        "json-too-deep",
+        "nested",
+    ),
+    Case("form-10000-deep-report", form(DEEP.decode()), 400, "json-too-deep", "report"),
+]
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id) for c in DEFECT_14])
+async def test_defect_14_control_characters_and_deep_json_are_refused(
+    case: Case, client: Any, core: Core
+) -> None:
+    """NUL (PostgreSQL's text cannot hold it) and the other controls, and JSON deep enough to
+    hit Python's recursion limit, were 500s: now a 400 naming the field, and nothing written."""
+    await test_bad_request_is_refused_and_writes_nothing(case, client, core)
+
+
+async def test_defect_14_free_text_keeps_its_lines_and_open311_refuses_nul(
+    client: Any, core: Core
+) -> None:
+    """Newline, tab and carriage return are free text's own: accepted and stored as sent.
+    Open311's form fields go through the same check (its own error format)."""
+    staff = await make_token(core, "calltaker")
+    text = "Dòng một\r\nDòng hai\tcột"
+    r = await client.post("/api/v1/incidents", json=report(description=text), headers=auth(staff))
+    assert r.status == 201, await r.text()
+    assert (await r.json())["description"] == text
+
+    before = await footprint(core)
+    r = await client.post(
+        "/open311/v2/requests.json",
+        data={
+            "api_key": staff,
+            "service_code": "moi_truong.rac_thai",
+            "address_id": "25210",
+            "description": "rác\x00",
+        },
+    )
+    assert r.status == 400, await r.text()
+    assert "description" in (await r.json())[0]["description"]
+    assert await footprint(core) == before
+
+
+# ------------------------------------------------------------------ item 17: what fuzzing found
+
+BAD_PART = (
+    b'--xyz\r\nContent-Disposition: form-data; name="\x02"\r\n\r\nx\r\n--xyz--\r\n',
+    b"--xyz\r\n[{'\x01'\r\n\r\nx\r\n--xyz--\r\n",
+    b"--xyz\r\n\r\nno headers at all\r\n--xyz--\r\n",
+)
+
+
+@pytest.mark.parametrize("body", BAD_PART, ids=["control-in-name", "not-a-header", "no-headers"])
+@pytest.mark.parametrize("setup", ["", "incident"], ids=["create", "attach"])
+async def test_defect_17_multipart_part_with_bad_headers_is_a_400(
+    body: bytes, setup: str, client: Any, core: Core
+) -> None:
+    """A part whose headers HTTP's grammar refuses raised aiohttp's own parser error, which
+    the reader did not catch: a 500 on both multipart routes. Now a 400, nothing written."""
+    path = "/api/v1/incidents/{ref}/attachments" if setup else "/api/v1/incidents"
+    case = Case(
+        "bad-part",
+        Req(path=path, raw=body, content_type="multipart/form-data; boundary=xyz", setup=setup),
+        400,
+        "malformed-multipart",
+        "multipart",
+    )
+    await test_bad_request_is_refused_and_writes_nothing(case, client, core)
