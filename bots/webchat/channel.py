@@ -169,7 +169,9 @@ class WebChatChannel:
             while not ws.closed:
                 event.clear()
                 for item in await self.store.due(self.name, chat_id=chat_id):
-                    await ws.send_json({"reply": item.payload})
+                    # "n": the page shows a reply once, though a socket that closed
+                    # between sending and marking it sent sends it again on the next.
+                    await ws.send_json({"reply": item.payload, "n": item.id})
                     await self.store.sent(item.id)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_S):
