@@ -25,6 +25,7 @@ from ioc_core.sockets import SOCKETS
 from ioc_core.web.app import make_app
 from tests.conftest import make_settings
 from tests.fakes.telegram_cloud import TelegramCloud, update_factory
+from tests.fakes.zalo_cloud import ZaloCloud
 from tests.helpers import image_bytes, wait_until
 
 INFLIGHT = 4  # the request limit, small so that "more sockets than it" is quick to open
@@ -67,6 +68,31 @@ async def hub(
             yield client, cloud
     finally:
         await core.close()
+        await cloud.close()
+
+
+@pytest.fixture
+async def zalo_hub(
+    core: Core, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[tuple[TestClient[Any, Any], ZaloCloud]]:
+    cloud = await ZaloCloud().start()
+    env = {
+        "IOC_RASA": "off",
+        "IOC_ZALO_APP_ID": cloud.app_id,
+        "IOC_ZALO_OA_SECRET": cloud.oa_secret,
+        "IOC_ZALO_APP_SECRET": cloud.app_secret,
+        "IOC_ZALO_OA_ACCESS_TOKEN": "access-0",
+        "IOC_ZALO_REFRESH_TOKEN": cloud.refresh_token,
+        "IOC_ZALO_API_BASE": cloud.base,
+        "IOC_ZALO_OAUTH_BASE": cloud.base,
+        "IOC_BOT_CHAT_RATE": "50",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    try:
+        async with TestClient(TestServer(make_app(core), host="127.0.0.1")) as client:
+            yield client, cloud
+    finally:
         await cloud.close()
 
 
@@ -284,6 +310,26 @@ async def test_defect_14_control_characters_in_a_telegram_update(
     assert await _description(client, "telegram", str(chat)) == (
         "Rác thải đổ trộm đầu hẻm\nbốc mùi"
     )
+
+
+async def test_defect_14_control_characters_in_a_zalo_event(
+    zalo_hub: tuple[TestClient[Any, Any], ZaloCloud],
+) -> None:
+    client, cloud = zalo_hub
+    user = "8800114422"
+
+    async def say(event: tuple[bytes, dict[str, str]], count: int) -> list[str]:
+        before = len(cloud.texts(user))
+        raw, headers = event
+        r = await client.post("/bots/zalo/webhook", data=raw, headers=headers)
+        assert r.status == 200, await r.text()
+        return (await cloud.wait_texts(user, before + count))[before:]
+
+    await say(cloud.text(user, "/start"), 2)
+    await say(cloud.text(user, "1"), 1)  # the menu's first choice: a report
+    got = await say(cloud.text(user, NUL_TEXT), 1)
+    assert "ảnh" in got[0] or "vị trí" in got[0], got
+    assert await _description(client, "zalo", user) == "Rác thải đổ trộm đầu hẻm\nbốc mùi"
 
 
 async def test_defect_14_control_characters_in_a_web_chat_message(
