@@ -11,12 +11,12 @@ import html
 import json
 import logging
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bots.core.messages import Reply
+from bots.core.messages import Reply, cleaned
 from bots.rasa.actions import ActionError, read_call
 from bots.role import BOTS, TEXTS, Bots
 from bots.store.models import Handoff
@@ -43,6 +43,10 @@ from ioc_core.http import (
     read_model,
 )
 from ioc_core.i18n import LANGUAGES, pick_language
+from ioc_core.sockets import CLOSE_POLICY, SOCKETS, Lease, long_lived
+
+if TYPE_CHECKING:
+    from bots.webchat.channel import WebChatChannel
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +122,7 @@ async def telegram_webhook(request: web.Request) -> web.Response:
     except (KeyError, TypeError, ValueError) as exc:
         raise Malformed(f"not a Telegram update: {exc}") from None
     if msg is not None:
-        await bots.service.handle(msg, channel)
+        await bots.service.handle(cleaned(msg), channel)
     if query is not None:
         await channel.answer_callback(query)
     return json_response({"ok": True})
@@ -178,7 +182,7 @@ async def zalo_webhook(request: web.Request) -> web.Response:
     except (KeyError, TypeError, ValueError) as exc:
         raise Malformed(f"not a Zalo event: {exc}") from None
     if msg is not None:
-        await bots.service.handle(msg, channel)
+        await bots.service.handle(cleaned(msg), channel)
     return json_response({"ok": True})
 
 
@@ -217,13 +221,15 @@ def _page(lang: str) -> str:
 
 
 @routes.get("/bots/web/ws")
+@long_lived
 async def chat_socket(request: web.Request) -> web.WebSocketResponse:
-    """One citizen's chat: their messages in, the bot's replies out (see webchat.channel)."""
+    """One citizen's chat: their messages in, the bot's replies out (see webchat.channel).
+    A long-lived connection: admitted by the sockets' own limits (origin, per address,
+    overall), never holding a request slot; a socket that floods is closed."""
     from bots.webchat.channel import (
-        MAX_MESSAGE,
         WebChatChannel,
+        max_message_bytes,
         new_chat_id,
-        receive,
         valid_chat_id,
     )
 
@@ -233,32 +239,56 @@ async def chat_socket(request: web.Request) -> web.WebSocketResponse:
     lang = request.query.get("lang", "vi")
     lang = lang if lang in LANGUAGES else "vi"
     chat_id = request.query.get("chat", "")
-    ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=30)
-    await ws.prepare(request)
-    if not valid_chat_id(chat_id):
-        chat_id = new_chat_id()
-        await ws.send_json({"chat": chat_id})
-    pusher = asyncio.create_task(channel.deliver(chat_id, ws))
-    seq = 0
-    try:
-        while (data := await receive(ws)) is not None:
-            seq += 1
-            try:
-                if not isinstance(data, dict):
-                    raise ValueError("a message is a JSON object")
-                msg = channel.parse(chat_id, seq, data, lang)
-            except (KeyError, TypeError, ValueError) as exc:
-                await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason=str(exc))})
-                continue
-            await bots.service.handle(msg, channel)
-    except ValueError:  # not JSON
-        await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason="not JSON")})
-    finally:
-        pusher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pusher
-        await ws.close()
+    lease = request.app[SOCKETS].admit(request)  # 403/429/503 before the upgrade
+    with lease:
+        ws = web.WebSocketResponse(
+            max_msg_size=max_message_bytes(channel.max_photo_bytes), heartbeat=30
+        )
+        await ws.prepare(request)
+        if not valid_chat_id(chat_id):
+            chat_id = new_chat_id()
+            await ws.send_json({"chat": chat_id})
+        pusher = asyncio.create_task(channel.deliver(chat_id, ws))
+        try:
+            await _converse(ws, lease, bots, channel, chat_id, lang)
+        finally:
+            pusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pusher
+            await ws.close()
     return ws
+
+
+async def _converse(
+    ws: web.WebSocketResponse,
+    lease: Lease,
+    bots: Bots,
+    channel: WebChatChannel,
+    chat_id: str,
+    lang: str,
+) -> None:
+    from bots.webchat.channel import NOT_JSON, receive
+
+    while (data := await receive(ws)) is not None:
+        if not lease.allow():
+            # A flood: answered once, then the socket goes (the page reconnects calmly).
+            await ws.send_json({"error": TEXTS.t("web.too_fast", lang)})
+            await ws.close(code=CLOSE_POLICY, message=b"message rate exceeded")
+            return
+        if data is NOT_JSON:
+            await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason="not JSON")})
+            continue
+        try:
+            if not isinstance(data, dict):
+                raise ValueError("a message is a JSON object")
+            msg = cleaned(channel.parse(chat_id, data, lang))
+        except (KeyError, TypeError, ValueError) as exc:
+            await ws.send_json({"error": TEXTS.t("web.bad_message", lang, reason=str(exc))})
+            continue
+        try:
+            await bots.service.handle(msg, channel)
+        finally:
+            channel.release(msg)  # a photo the turn did not take goes now
 
 
 # ---------------------------------------------------------------------- hand-offs

@@ -60,6 +60,30 @@ VARIABLES: tuple[Variable, ...] = (
         "How long a request may wait for a slot before a 503 with Retry-After.",
         int,
     ),
+    Variable(
+        "IOC_SOCKETS_MAX",
+        "512",
+        "Long-lived connections (web chat sockets, live feeds) a worker holds; more get 503.",
+        int,
+    ),
+    Variable(
+        "IOC_SOCKETS_PER_CLIENT",
+        "16",
+        "Long-lived connections one client address may hold at once; more get 429.",
+        int,
+    ),
+    Variable(
+        "IOC_SOCKET_MESSAGES_PER_S",
+        "2",
+        "Messages a second a client may send on one socket (bursts of IOC_SOCKET_BURST).",
+        float,
+    ),
+    Variable("IOC_SOCKET_BURST", "10", "Messages a client may send on a socket at once.", int),
+    Variable(
+        "IOC_SOCKET_ORIGINS",
+        "",
+        "Other page origins allowed to open sockets (comma-separated scheme://host[:port]).",
+    ),
     Variable("IOC_DB_POOL_SIZE", "20", "Database connections per process (PostgreSQL).", int),
     Variable("IOC_PUBLIC_URL", "", "Public base URL used in links (default http://HOST:PORT)."),
     Variable("IOC_TIMEZONE", "Asia/Ho_Chi_Minh", "Time zone at the edges (deadlines, display)."),
@@ -149,6 +173,11 @@ class Settings:
     http_workers: int
     http_max_inflight: int
     http_queue_ms: int
+    sockets_max: int
+    sockets_per_client: int
+    socket_messages_per_s: float
+    socket_burst: int
+    socket_origins: tuple[str, ...]
     db_pool_size: int
     public_url: str
     timezone: str
@@ -207,10 +236,19 @@ class Settings:
             "IOC_BUS_MAX_DELIVERIES",
             "IOC_HTTP_MAX_INFLIGHT",
             "IOC_DB_POOL_SIZE",
+            "IOC_SOCKETS_MAX",
+            "IOC_SOCKETS_PER_CLIENT",
+            "IOC_SOCKET_BURST",
         ):
             if g(name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
         provinces = tuple(p.strip() for p in g("IOC_AREA_PROVINCES").split(",") if p.strip())
+        origins = tuple(o.strip() for o in g("IOC_SOCKET_ORIGINS").split(",") if o.strip())
+        for origin in origins:
+            if "://" not in origin or origin.rstrip("/").count("/") > 2:
+                raise ConfigError(
+                    f"IOC_SOCKET_ORIGINS: {origin!r} is not an origin (scheme://host[:port])"
+                )
         values: dict[str, Any] = dict(
             data_dir=data_dir,
             cache_dir=Path(g("IOC_CACHE_DIR")).expanduser().absolute(),
@@ -221,6 +259,11 @@ class Settings:
             http_workers=max(0, g("IOC_HTTP_WORKERS")),
             http_max_inflight=g("IOC_HTTP_MAX_INFLIGHT"),
             http_queue_ms=max(0, g("IOC_HTTP_QUEUE_MS")),
+            sockets_max=g("IOC_SOCKETS_MAX"),
+            sockets_per_client=g("IOC_SOCKETS_PER_CLIENT"),
+            socket_messages_per_s=g("IOC_SOCKET_MESSAGES_PER_S", 0.01),
+            socket_burst=g("IOC_SOCKET_BURST"),
+            socket_origins=origins,
             db_pool_size=g("IOC_DB_POOL_SIZE"),
             public_url=g("IOC_PUBLIC_URL"),
             timezone=g("IOC_TIMEZONE"),

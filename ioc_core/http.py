@@ -24,6 +24,7 @@ from ioc_core.errors import (
     UnsupportedMedia,
     ValidationFailed,
 )
+from ioc_core.sockets import is_long_lived
 
 logger = logging.getLogger(__name__)
 
@@ -48,12 +49,14 @@ def concurrency_limit(*, limit: int, max_wait_ms: int, exempt: frozenset[str]) -
 
     Without it an overloaded worker keeps accepting work whose clients have given up, and
     everyone's latency collapses; with it the excess is refused fast and honestly.
+    Long-lived connections (`sockets.long_lived`) are not requests in this sense: one would
+    hold a slot for its whole life, so they pass, and `sockets.SocketGate` limits them.
     """
     slots = asyncio.Semaphore(limit)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in exempt:
+        if request.path in exempt or is_long_lived(request):
             return await handler(request)
         try:
             await asyncio.wait_for(slots.acquire(), max_wait_ms / 1000)
@@ -114,7 +117,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except Exception as exc:
         response = _renderer(request)(request, _as_error(exc, rid))
     response.headers["X-Request-Id"] = rid
-    if response.status == 503:
+    if response.status in (429, 503):
         response.headers.setdefault("Retry-After", "1")
     return response
 

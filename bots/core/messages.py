@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Kind = Literal["text", "photo", "location", "choice", "unsupported"]
@@ -47,3 +47,32 @@ class Reply:
             buttons=tuple((str(a), str(b)) for a, b in data.get("buttons", [])),
             ask_location=bool(data.get("ask_location", False)),
         )
+
+
+# C0 controls but tab and newline, DEL, and C1 controls: never meant by a citizen, and NUL
+# is refused by PostgreSQL in text (and in JSONB as \u0000), which would fail the turn.
+_CONTROLS = {c: None for c in (*range(0x20), 0x7F, *range(0x80, 0xA0)) if c not in (9, 10)}
+
+
+def clean_text(value: str) -> str:
+    """`value` without control characters (tab and newline kept) and with lone surrogates
+    (JSON may carry them; UTF-8 cannot) replaced."""
+    value = value.translate(_CONTROLS)
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
+def cleaned(msg: Inbound) -> Inbound:
+    """`msg` safe to store: what a channel hands over, before any turn sees it."""
+    c = clean_text
+    return replace(
+        msg,
+        chat_id=c(msg.chat_id),
+        message_id=c(msg.message_id),
+        user_id=c(msg.user_id),
+        name=c(msg.name),
+        text=c(msg.text),
+        choice=c(msg.choice),
+        photo=c(msg.photo),
+    )

@@ -29,7 +29,7 @@ from bots.core.handlers import (
     start_emergency,
     subscribe_area,
 )
-from bots.core.messages import MAX_TEXT, Inbound, Reply
+from bots.core.messages import MAX_TEXT, Inbound, Reply, cleaned
 from bots.store.service import BotStore
 from ioc_core.i18n import LANGUAGES
 from nlu.client import ENTITIES, Understanding, understanding
@@ -216,14 +216,16 @@ class RasaActions:
         act = self._actions.get(call.action)
         if act is None:
             raise ActionError(404, call.action, f"the hub serves no action {call.action!r}")
-        msg = Inbound(
-            channel=CHANNEL,
-            chat_id=call.sender_id,
-            message_id=call.message_id,
-            kind="text",
-            user_id=call.sender_id,
-            text=call.text,
-            language=call.language or "vi",
+        msg = cleaned(
+            Inbound(
+                channel=CHANNEL,
+                chat_id=call.sender_id,
+                message_id=call.message_id,
+                kind="text",
+                user_id=call.sender_id,
+                text=call.text,
+                language=call.language or "vi",
+            )
         )
         # The chat, made on first contact: the notices' recipient and its language.
         turn = await self.store.begin(msg)

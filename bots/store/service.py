@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.core.engine import Conversation
@@ -23,6 +23,19 @@ from ioc_core.db import transaction, utcnow
 
 SEEN_KEEP = timedelta(days=2)  # clouds redeliver within hours (Telegram keeps 24 h)
 HISTORY = 20  # messages kept in a hand-off item before the agent joins, and after
+
+
+def refused_by_database(exc: BaseException) -> bool:
+    """The database (or its driver) would not take a value: PostgreSQL's data exceptions
+    (class 22: NUL or bad UTF-8 in text, a string too long for its column), or a string the
+    driver cannot encode. Not a failure of the database itself."""
+    if isinstance(exc, DataError):
+        return True
+    if not isinstance(exc, StatementError):
+        return False
+    # asyncpg's errors reach SQLAlchemy as a plain DBAPIError carrying the SQLSTATE.
+    sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
+    return sqlstate.startswith("22") or isinstance(exc.orig, UnicodeError)
 
 
 @dataclass(frozen=True)

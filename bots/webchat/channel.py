@@ -5,6 +5,16 @@ Replies go through the same outbox as every channel, but the open socket deliver
 drains its chat's queue when woken (same process) or every POLL_S (another worker queued
 them), so a reply waits for a citizen who reconnects — the chat id lives in their browser.
 The chat id is a random 128-bit value the server hands out: whoever holds it reads the chat.
+
+Each message carries an id the page makes (`"id"`: 8-64 of A-Z a-z 0-9 _ -, random per
+message): the dedupe key of the turn is the chat id with that id, so it stays unique across
+reconnects (a per-connection counter restarted at 1 and swallowed a returning chat's
+messages), and a page that resends a message it is unsure about is not answered twice.
+A message without an id (a page cached before ids) gets a random one from the server.
+
+A photo arrives inside its message; it is held here only for the turn that carries it (the
+engine takes it, or the turn ends and it is dropped), and the store is bounded in count and
+age besides, so a photo sent at a step that takes none never stays in memory.
 """
 
 from __future__ import annotations
@@ -13,9 +23,11 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import hashlib
 import logging
 import secrets
-from collections import defaultdict
+import time
+from collections import OrderedDict, defaultdict
 from datetime import timedelta
 from typing import Any
 
@@ -27,16 +39,39 @@ from bots.store.service import BotStore
 logger = logging.getLogger(__name__)
 
 POLL_S = 1.0
-MAX_MESSAGE = 16 << 20  # a photo arrives base64-encoded inside one message
 CHAT_ID_BYTES = 16
+# A photo arrives base64-encoded (4 bytes per 3) inside one JSON message with its caption.
+MESSAGE_OVERHEAD = 64 << 10
+PHOTO_HOLD_S = 120.0  # a turn that has not taken its photo by then never will
+PHOTOS_HELD = 32  # photos in flight at once in this worker; the oldest go first beyond
+
+
+NOT_JSON = object()
+
+
+def max_message_bytes(max_photo_bytes: int) -> int:
+    """The largest message a socket accepts: one photo of the configured size, base64."""
+    return (max_photo_bytes + 2) // 3 * 4 + MESSAGE_OVERHEAD
 
 
 def new_chat_id() -> str:
     return secrets.token_urlsafe(CHAT_ID_BYTES)
 
 
+def _token(value: str, low: int, high: int) -> bool:
+    return low <= len(value) <= high and all(
+        c.isascii() and (c.isalnum() or c in "-_") for c in value
+    )
+
+
 def valid_chat_id(value: str) -> bool:
-    return 16 <= len(value) <= 64 and all(c.isalnum() or c in "-_" for c in value)
+    return _token(value, 16, 64)
+
+
+def message_key(chat_id: str, client_id: str) -> str:
+    """The turn's dedupe key: unique per chat and page-made id, and within the store's 64
+    characters whatever the lengths of the two (a hash: both may be 64 long)."""
+    return "w" + hashlib.sha256(f"{chat_id}:{client_id}".encode()).hexdigest()[:40]
 
 
 class WebChatChannel:
@@ -48,7 +83,8 @@ class WebChatChannel:
         self.max_photo_bytes = max_photo_bytes
         self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
         self._wake: dict[str, asyncio.Event] = {}
-        self._photos: dict[str, bytes] = {}  # message id -> bytes, until the engine takes it
+        # message id -> (when, bytes), until the engine takes it or the turn ends
+        self._photos: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
 
     def wake(self) -> None:
         for event in self._wake.values():
@@ -56,14 +92,19 @@ class WebChatChannel:
 
     # ------------------------------------------------------------------ in
 
-    def parse(self, chat_id: str, seq: int, data: dict[str, Any], language: str) -> Inbound:
+    def parse(self, chat_id: str, data: dict[str, Any], language: str) -> Inbound:
         """One widget message: {"text"}, {"choice", "label"}, {"lat", "lon"} or
-        {"photo": base64, "caption"}; ValueError says what is wrong."""
+        {"photo": base64, "caption"}, each with its "id"; ValueError says what is wrong."""
+        client_id = data.get("id")
+        if client_id is None:
+            client_id = secrets.token_urlsafe(12)
+        elif not isinstance(client_id, str) or not _token(client_id, 8, 64):
+            raise ValueError("id must be 8-64 characters of A-Z, a-z, 0-9, _ and -")
         common: dict[str, Any] = dict(
             channel=self.name,
             chat_id=chat_id,
             user_id=chat_id,
-            message_id=f"{chat_id}:{seq}",
+            message_id=message_key(chat_id, client_id),
             language=language,
         )
         if "choice" in data:
@@ -83,18 +124,36 @@ class WebChatChannel:
                 raise ValueError("photo must be base64") from None
             if not photo or len(photo) > self.max_photo_bytes:
                 raise ValueError(f"a photo is at most {self.max_photo_bytes} bytes")
-            self._photos[common["message_id"]] = photo
+            self._hold(common["message_id"], photo)
             caption = str(data.get("caption", ""))
             return Inbound(kind="photo", photo=common["message_id"], text=caption, **common)
         if "text" in data:
             return Inbound(kind="text", text=str(data["text"]), **common)
         raise ValueError("a message has text, choice, lat/lon or photo")
 
+    def _hold(self, key: str, photo: bytes) -> None:
+        now = time.monotonic()
+        self._photos[key] = (now, photo)
+        self._photos.move_to_end(key)
+        while self._photos:
+            oldest, (at, _) = next(iter(self._photos.items()))
+            if len(self._photos) <= PHOTOS_HELD and now - at < PHOTO_HOLD_S:
+                break
+            del self._photos[oldest]
+
+    def release(self, msg: Inbound) -> None:
+        """The turn of `msg` ended (answered, refused or failed): its photo is not needed."""
+        if msg.photo:
+            self._photos.pop(msg.photo, None)
+
+    def held_photos(self) -> int:
+        return len(self._photos)
+
     async def fetch_photo(self, msg: Inbound) -> bytes:
-        photo = self._photos.pop(msg.photo, None)
-        if photo is None:
+        held = self._photos.pop(msg.photo, None)
+        if held is None:
             raise ValueError("photo no longer available")
-        return photo
+        return held[1]
 
     # ------------------------------------------------------------------ out
 
@@ -110,7 +169,9 @@ class WebChatChannel:
             while not ws.closed:
                 event.clear()
                 for item in await self.store.due(self.name, chat_id=chat_id):
-                    await ws.send_json({"reply": item.payload})
+                    # "n": the page shows a reply once, though a socket that closed
+                    # between sending and marking it sent sends it again on the next.
+                    await ws.send_json({"reply": item.payload, "n": item.id})
                     await self.store.sent(item.id)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(POLL_S):
@@ -125,8 +186,12 @@ class WebChatChannel:
 
 
 async def receive(ws: web.WebSocketResponse) -> Any:
-    """The next JSON message, or None when the socket closed."""
+    """The next JSON message; NOT_JSON when it is not JSON (answered, the chat goes on);
+    None when the socket closed, or broke a limit (too large: aiohttp closes it, 1009)."""
     msg = await ws.receive()
-    if msg.type == WSMsgType.TEXT:
+    if msg.type != WSMsgType.TEXT:
+        return None
+    try:
         return msg.json()
-    return None
+    except ValueError:
+        return NOT_JSON

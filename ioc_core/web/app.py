@@ -16,6 +16,7 @@ from ioc_core.http import (
     text_guard,
 )
 from ioc_core.runtime import Core
+from ioc_core.sockets import SOCKETS, SocketGate, SocketLimits
 from ioc_core.web import open311, openapi, rest
 from ioc_core.web.keys import CORE
 
@@ -36,6 +37,17 @@ def make_app(core: Core, *, primary: bool = True, features: bool = True) -> web.
         middlewares=[error_middleware, limit, text_guard], client_max_size=s.max_body_bytes
     )
     app[CORE] = core
+    # Long-lived connections of every feature share one set of limits per worker.
+    app[SOCKETS] = SocketGate(
+        limits=SocketLimits(
+            total=s.sockets_max,
+            per_client=s.sockets_per_client,
+            messages_per_s=s.socket_messages_per_s,
+            burst=s.socket_burst,
+            origins=frozenset(s.socket_origins),
+        ),
+        public_url=s.public_url,
+    )
     renderers: dict[str, Renderer] = {open311.BASE + "/": open311.render_open311_error}
     app[ERROR_RENDERERS] = renderers
     app.router.add_get("/health", health)
