@@ -35,7 +35,6 @@ from ioc_core.api.openapi import (
 from ioc_core.api.web import require_staff
 from ioc_core.errors import IocError, MalformedRequest, NotFound, Unauthorized
 from ioc_core.http import (
-    ForbiddenCharacter,
     JsonTooDeep,
     json_response,
     loads_json,
@@ -82,11 +81,12 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 def parse_json(body: bytes) -> dict[str, Any]:
     """The core's JSON reading (ioc_core.http.loads_json): nesting depth checked before
-    parsing, and NUL and other control characters refused with a 400 naming the field —
-    a NUL reached PostgreSQL (a 500) and a 10,000-deep array Python's recursion limit."""
+    parsing (a 10,000-deep array hit Python's recursion limit, a 500). Control characters are
+    not refused here: an update carries a citizen's words, which the channel cleans
+    (bots.core.messages) so that the citizen is still answered."""
     try:
-        data = loads_json(body, what="update")
-    except (ForbiddenCharacter, JsonTooDeep):
+        data = loads_json(body, what="update", check_text=False)
+    except JsonTooDeep:
         raise
     except MalformedRequest:
         raise Malformed("the body is not JSON") from None

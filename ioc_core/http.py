@@ -192,8 +192,12 @@ def check_json_text(data: Any) -> Any:
     return data
 
 
-def loads_json(raw: bytes | str, *, what: str = "body") -> Any:
-    """JSON from a client: depth-limited, then parsed, then its text checked; 400s say why."""
+def loads_json(raw: bytes | str, *, what: str = "body", check_text: bool = True) -> Any:
+    """JSON from a client: depth-limited, then parsed, then its text checked; 400s say why.
+
+    `check_text=False` is for bodies that carry a citizen's own words relayed by a cloud
+    (Telegram, Zalo, Rasa): refusing them would leave the citizen unanswered (Telegram drops an
+    update after a few refused retries), so the channel cleans the text instead."""
     data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if (depth := json_depth(data)) > MAX_JSON_DEPTH:
         raise JsonTooDeep(
@@ -210,7 +214,7 @@ def loads_json(raw: bytes | str, *, what: str = "body") -> Any:
             details={"field": what, "position": exc.pos},
             error_id="malformed-json",
         ) from None
-    return check_json_text(parsed)
+    return check_json_text(parsed) if check_text else parsed
 
 
 @web.middleware

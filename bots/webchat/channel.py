@@ -35,6 +35,8 @@ from aiohttp import WSMsgType, web
 
 from bots.core.messages import Inbound, Reply
 from bots.store.service import BotStore
+from ioc_core.errors import MalformedRequest
+from ioc_core.http import loads_json
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +194,8 @@ async def receive(ws: web.WebSocketResponse) -> Any:
     if msg.type != WSMsgType.TEXT:
         return None
     try:
-        return msg.json()
-    except ValueError:
+        # Depth-checked like every JSON body (a deep array hit Python's recursion limit);
+        # the text is cleaned by parse, as on the other channels.
+        return loads_json(msg.data, what="message", check_text=False)
+    except MalformedRequest:
         return NOT_JSON

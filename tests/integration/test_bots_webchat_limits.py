@@ -344,6 +344,9 @@ async def test_defect_14_control_characters_in_a_web_chat_message(
     got = (await replies(ws, 1))[0]["text"]
     assert "ảnh" in got or "vị trí" in got, got
     assert await _description(client, "web", chat) == "Rác thải đổ trộm đầu hẻm\nbốc mùi"
+    # A 10,000-deep message is answered as unreadable (it was Python's recursion limit).
+    await ws.send_str('{"text": ' + "[" * 10_000 + "]" * 10_000 + "}")
+    assert "error" in await ws.receive_json(timeout=10)
     await ws.close()
 
 
