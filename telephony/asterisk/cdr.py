@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -59,6 +59,17 @@ class CallRecord:
         if self.context == OVERFLOW_CONTEXT:
             return Verdict.RECORDED
         return Verdict.ABANDONED
+
+
+def merge(records: list[CallRecord]) -> CallRecord:
+    """One call from its CDRs. Asterisk writes several for one caller when app_queue rang agents
+    who did not answer (party B set, NO ANSWER), all at once when the call ends (measured): the
+    call reached an agent if any of them was answered, and it ended where the last one did."""
+    if not records:
+        raise ValueError("a call has at least one record")
+    answered = [r for r in records if r.verdict is Verdict.ANSWERED]
+    chosen = answered[0] if answered else records[-1]
+    return replace(chosen, start=min(r.start for r in records), end=max(r.end for r in records))
 
 
 class BadRecord(ValueError):

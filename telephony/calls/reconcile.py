@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ioc_core.db import transaction, utcnow
-from telephony.asterisk.cdr import CallRecord, Cursor, Verdict, read_new
+from telephony.asterisk.cdr import CallRecord, Cursor, Verdict, merge, read_new
 from telephony.calls.lifecycle import Fact, Status
 from telephony.calls.models import Call, RecordCursor
 from telephony.calls.service import CallStore
@@ -101,23 +101,23 @@ class Reconciler:
         lines, end = await asyncio.to_thread(read_new, self.path, cursor)
         if not lines and end == cursor:
             return 0
+        # A call's records are written together when it ends; one younger than `settle_s`
+        # holds back its call, and every call written after it, for the next round.
         settled_before = self._clock() - self._settle
-        done = end
-        ready = []
-        for line in lines:
-            if line.record.end > settled_before:
-                # Records are written in the order calls end: later ones are younger still.
-                done = Cursor(file_id=end.file_id, offset=line.start_offset)
-                break
-            ready.append(line.record)
-        known = await self._ended({r.uid for r in ready})
+        young = {x.record.uid for x in lines if x.record.end > settled_before}
+        cut = min((x.start_offset for x in lines if x.record.uid in young), default=None)
+        done = end if cut is None else Cursor(file_id=end.file_id, offset=cut)
+        calls: dict[str, list[CallRecord]] = {}
+        for x in lines:
+            if cut is None or x.start_offset < cut:
+                calls.setdefault(x.record.uid, []).append(x.record)
+        known = await self._ended(set(calls))
         changed = 0
-        for record in ready:
-            if record.uid in known:
+        for uid, records in calls.items():
+            if uid in known:
                 continue  # the live path has it (or an earlier round did)
-            if await self._apply(record):
+            if await self._apply(merge(records)):
                 changed += 1
-            known.add(record.uid)
         await self._save(done)
         if changed:
             logger.info("reconciled %d call(s) from Asterisk's call records", changed)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 from pathlib import Path
 
@@ -51,7 +50,7 @@ async def main(pbx_state: Path) -> None:
         sessions=core.sessions,
         settings=sw,
         path=default_path(pbx_state / "log"),
-        interval_s=float(os.environ.get("IOC_TEST_RECONCILE_S", "1")),
+        interval_s=1.0,
         settle_s=1.0,
     )
     async with reconciling(records):

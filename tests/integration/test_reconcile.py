@@ -56,6 +56,11 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
         _record("b.1", "0912000002", "114", old),
         _record("c.1", "0912000003", "113", old, dstchannel="PJSIP/1001-00000002"),  # answered
         _record("d.1", "0912000004", "1022", old, dcontext="overflow", lastapp="Record"),
+        # f: an agent let it ring, another answered (two records, written together at the end).
+        _record(
+            "f.1", "0912000006", "113", old, dstchannel="PJSIP/1002-1", disposition="NO ANSWER"
+        ),
+        _record("f.1", "0912000006", "113", old, dstchannel="PJSIP/1003-2"),
         _record("x.1", "1001", "", old),  # an agent's own call: not ours
         _record("e.1", "0912000005", "115", now),  # just ended: the live path goes first
     ]
@@ -71,14 +76,15 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
             clock=lambda: utcnow() + timedelta(seconds=clock_offset_s),
         )
 
-    assert await make().once() == 3  # a, c, d (b is known; e is not settled yet)
+    assert await make().once() == 4  # a, c, d, f (b is known; e is not settled yet)
     calls = {c["id"]: c for c in await store.list_calls(limit=100)}
-    assert set(calls) == {"a.1", "b.1", "c.1", "d.1"}
+    assert set(calls) == {"a.1", "b.1", "c.1", "d.1", "f.1"}
     assert {uid: (c["status"], c["outcome"]) for uid, c in calls.items()} == {
         "a.1": ("ended", "abandoned"),
         "b.1": ("ended", "abandoned"),
         "c.1": ("ended", "answered"),
         "d.1": ("ended", "recorded"),
+        "f.1": ("ended", "answered"),
     }
     # The call keeps Asterisk's times, and so does its call-back item (what the greeting says).
     a = calls["a.1"]
@@ -86,7 +92,7 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
     assert datetime.fromisoformat(a["ended_at"]) == old
     assert a["ani"] == "0912000001" and a["queue"] == "emergency-114"
     callbacks = await store.list_callbacks(limit=100)
-    assert len(callbacks) == 3  # a, b (the live one, not a second), d; none for c
+    assert len(callbacks) == 3  # a, b (the live one, not a second), d; none for c or f
     reasons = sorted((cb["ani"], cb["reason"], cb["automatic"]) for cb in callbacks)
     assert reasons == [
         ("0912000001", "abandoned", True),
@@ -101,4 +107,4 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
     e = await store.get_call("e.1")
     assert e is not None and (e["status"], e["outcome"]) == ("ended", "abandoned")
     assert len(await store.list_callbacks(limit=100)) == 4
-    assert len(await store.list_calls(limit=100)) == 5
+    assert len(await store.list_calls(limit=100)) == 6

@@ -9,7 +9,15 @@ from typing import Any
 
 import pytest
 
-from telephony.asterisk.cdr import BadRecord, Cursor, Verdict, parse_line, read_new
+from telephony.asterisk.cdr import (
+    BadRecord,
+    CallRecord,
+    Cursor,
+    Verdict,
+    merge,
+    parse_line,
+    read_new,
+)
 from telephony.calls.lifecycle import Fact
 from telephony.calls.reconcile import steps
 
@@ -134,3 +142,36 @@ def test_a_rotated_or_truncated_file_is_read_from_its_start(tmp_path: Path) -> N
     assert [x.record.uid for x in lines] == ["2.1"]
     lines, _ = read_new(path, Cursor(file_id=cursor.file_id, offset=10**6))
     assert [x.record.uid for x in lines] == ["2.1"]
+
+
+# app_queue rang agent 1002 twice without an answer; both CDRs come when the call ends
+# (measured: nothing is written while the call waits).
+RANG = {"dstchannel": "PJSIP/1002-00000001", "disposition": "NO ANSWER", "end": 1796397372.0}
+PICKED = {"dstchannel": "PJSIP/1003-00000004", "start": 1796397373.0, "end": 1796397390.0}
+
+
+def _rec(**over: Any) -> CallRecord:
+    record = parse_line(line(**over))
+    assert record is not None
+    return record
+
+
+@pytest.mark.parametrize(
+    ("rows", "verdict", "agent"),
+    [
+        ([{}], Verdict.ABANDONED, ""),
+        ([RANG, RANG | {"dstchannel": "PJSIP/1002-00000002"}], Verdict.ABANDONED, ""),
+        ([RANG, PICKED], Verdict.ANSWERED, "PJSIP/1003-00000004"),
+        ([PICKED, {"dstchannel": "", "end": 1796397400.0}], Verdict.ANSWERED, "PJSIP/1003"),
+        ([RANG, {"dcontext": "overflow", "dstchannel": ""}], Verdict.RECORDED, ""),
+    ],
+)
+def test_one_call_from_its_records(
+    rows: list[dict[str, Any]], verdict: Verdict, agent: str
+) -> None:
+    records = [_rec(**row) for row in rows]
+    call = merge(records)
+    assert call.verdict is verdict
+    assert call.agent_channel.startswith(agent)
+    assert call.start == min(r.start for r in records)
+    assert call.end == max(r.end for r in records)
