@@ -9,5 +9,8 @@ SERVICE: Final = "IOC_SERVICE"  # the hotline number dialled (inherited by the q
 LANGUAGE: Final = "IOC_LANG"  # vi | en, chosen in the IVR (the overflow prompt uses it)
 QUEUE_PRIO: Final = "QUEUE_PRIO"  # app_queue's priority inside a queue
 STASIS_APP: Final = "ioc"  # the one Stasis application
+# The CDR variable (Set(CDR(...))) naming a citizen's call's hotline number in Asterisk's own
+# call records (cdr_custom.conf); only inbound hotline calls carry it (ADR 0018).
+CDR_SERVICE: Final = "ioc_service"
 
-ALL: Final = (SERVICE, LANGUAGE, QUEUE_PRIO)
+ALL: Final = (SERVICE, LANGUAGE, QUEUE_PRIO, CDR_SERVICE)

@@ -25,7 +25,9 @@ from telephony.agi.fastagi import FastAgiServer
 from telephony.agi.lookups import SCRIPT, make_caller_lookup
 from telephony.ami.client import AmiClient
 from telephony.ari.client import AriClient
+from telephony.asterisk.cdr import configured_path
 from telephony.asterisk.config import AsteriskSettings
+from telephony.calls.reconcile import Reconciler, reconciling
 from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
@@ -148,8 +150,13 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     await agi.start()
     task = asyncio.create_task(sb.run())
     logger.info("switchboard started (FastAGI on 127.0.0.1:%d)", agi.port)
+    # Calls Asterisk recorded while the hub was away get their records and call-backs.
+    records = Reconciler(
+        store=store, sessions=core.sessions, settings=settings, path=configured_path(state_dir)
+    )
     try:
-        yield
+        async with reconciling(records):
+            yield
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -50,6 +50,11 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("IOC_ASTERISK_AGI_PORT", "4573", "Port of the FastAGI look-up server.", int),
     Variable(
+        "IOC_ASTERISK_CDR_FILE",
+        "IOC_DATA_DIR/asterisk/log/cdr-custom/ioc-calls.json",
+        "Asterisk's own call records the switchboard reconciles from (ADR 0018).",
+    ),
+    Variable(
         "IOC_ASTERISK_AUDIOSOCKET_PORT",
         "9092",
         "Port where the switchboard receives live call audio (ARI externalMedia, AudioSocket).",

@@ -30,6 +30,8 @@ logger = logging.getLogger(__name__)
 OWNED_DIRS = (
     "/run/asterisk",
     "/var/log/asterisk",
+    # cdr_custom writes its call records there and does not make the folder itself.
+    "/var/log/asterisk/cdr-custom",
     "/var/spool/asterisk",
     "/var/lib/asterisk",
     "/etc/asterisk",

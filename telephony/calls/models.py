@@ -120,6 +120,18 @@ class Transcript(TelephonyBase):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class RecordCursor(TelephonyBase):
+    """How far the hub has read Asterisk's own call records (ADR 0018): a restart goes on from
+    there. `name`: which file (cdr); `file_id`: its device:inode (a rotated file is new)."""
+
+    __tablename__ = "record_cursors"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    file_id: Mapped[str] = mapped_column(String(64), default="")
+    offset: Mapped[int] = mapped_column(BigId, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class Agent(TelephonyBase):
     """A call-taker's position: the API's view of Asterisk's queue membership (ADR 0010)."""
 

@@ -294,7 +294,9 @@ class CallStore:
         direction: str,
         info: Mapping[str, Any],
     ) -> Recorded | None:
-        now = self._clock()
+        # `at`/`arrived_at`: when a fact happened, for facts learnt late (Asterisk's own call
+        # records, telephony.calls.reconcile); live facts happen now.
+        now = info.get("at") or self._clock()
         table = cast(Table, Call.__table__)
         # Core statements, not the ORM's unit of work: this runs for every fact of every call.
         found = (
@@ -323,7 +325,7 @@ class CallStore:
                 "service": service,
                 "status": Status.NEW.value,
                 "language": "vi",
-                "arrived_at": now,
+                "arrived_at": info.get("arrived_at") or now,
                 "caller_calls": int(earlier or 0),
                 "callback_of": info.get("callback_of"),
                 "ivr_choices": [],
