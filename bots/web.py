@@ -334,7 +334,8 @@ async def list_handoffs(request: web.Request) -> web.Response:
     return json_response({"items": [_item(h) for h in items]})
 
 
-@routes.post(API + "/chats/handoffs/{id:[0-9]+}/{action:" + "|".join(HANDOFF_ACTIONS) + "}")
+# At most 18 digits: a longer id overflows BIGINT on PostgreSQL (a 500 found by fuzzing).
+@routes.post(API + "/chats/handoffs/{id:[0-9]{1,18}}/{action:" + "|".join(HANDOFF_ACTIONS) + "}")
 async def act_on_handoff(request: web.Request) -> web.Response:
     who = await require_staff(request)
     body = await read_model(request, AgentMessage) if request.can_read_body else AgentMessage()

@@ -91,6 +91,15 @@ class UpdateIn(Strict):
     location: LocationIn | None = None
     reporter: ReporterIn | None = None
 
+    @model_validator(mode="after")
+    def _no_null(self) -> UpdateIn:
+        # None means "not sent"; an explicit null would be written as is and break a NOT NULL
+        # column (a 500 on PostgreSQL, found by fuzzing). Clearing is done with "".
+        nulls = sorted(k for k in self.model_fields_set if getattr(self, k) is None)
+        if nulls:
+            raise ValueError(f"{', '.join(nulls)}: null is not a value; leave the field out")
+        return self
+
 
 class TransitionIn(Strict):
     action: str = Field(min_length=1, max_length=32)

@@ -507,6 +507,18 @@ CASES: list[Case] = [
         "location.lat",
     ),
     Case(
+        "update-severity-null",
+        Req(
+            method="PATCH",
+            path="/api/v1/incidents/{ref}",
+            json={"severity": None, "title": None},
+            setup="incident",
+        ),
+        422,
+        "validation-failed",
+        "severity, title: null is not a value",
+    ),
+    Case(
         "update-nothing",
         Req(method="PATCH", path="/api/v1/incidents/{ref}", json={}, setup="incident"),
         422,
