@@ -182,6 +182,48 @@ def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
         )
 
 
+# Roles each command needs, for callers that must refuse before reading a request's body.
+COMMAND_ROLES: dict[str, frozenset[Role]] = {
+    "report": CREATE_ROLES,
+    "update": UPDATE_ROLES,
+    "reply": REPLY_ROLES,
+    "note": NOTE_ROLES,
+    "rate": RATE_ROLES,
+    "attach": ATTACH_ROLES,
+    "merge": MERGE_ROLES,
+    "escalate": ESCALATE_ROLES,
+    # Which transition is asked for is in the body: any role that may make one.
+    "transition": frozenset(
+        r for r in Role if any(r.value in t.roles for t in lifecycle.TRANSITIONS)
+    ),
+}
+
+
+def check_may(principal: Principal, command: str) -> None:
+    """Refuse `principal` (403) when its role may never run `command`; the command checks
+    again, with what it then knows (scope, ownership, the transition asked for)."""
+    _require(principal, COMMAND_ROLES[command], command.replace("_", " "))
+
+
+async def check_may_transition(core: Core, ref: str, *, principal: Principal) -> None:
+    """What `transition` checks before it knows the action, in its order: an incident the
+    caller may not see is 404 (a draft's existence is not revealed), then the role (403)."""
+    async with core.sessions() as s:
+        _check_scope(await _load(s, ref), principal)
+    check_may(principal, "transition")
+
+
+async def check_may_attach(core: Core, ref: str, *, principal: Principal) -> None:
+    """Everything `attach` checks before it reads photos: role, scope, a citizen's own report.
+    Web routes call it before reading a multipart body of up to 25 MB."""
+    check_may(principal, "attach")
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        _check_scope(inc, principal)
+        if principal.role is Role.CITIZEN and not await _owns(s, inc, principal):
+            raise Forbidden("citizens add photos to their own reports only")
+
+
 async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incident:
     """By id or tracking code; `lock` takes a row lock on PostgreSQL (SQLite serialises)."""
     stmt = select(Incident).where(or_(Incident.id == ref, Incident.code == ref))
@@ -961,6 +1003,82 @@ async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
             else False
         )
     return Detail(inc, reporters, entries, attachments, dups, primary, own, scores)
+
+
+async def get_many(core: Core, refs: Sequence[str], *, principal: Principal) -> list[Incident]:
+    """Incidents by id or tracking code, in the order asked, leaving out those `principal`
+    may not see (as `get_detail` would answer 404): one query however many are asked."""
+    if not refs:
+        return []
+    async with core.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(Incident).where(or_(Incident.code.in_(refs), Incident.id.in_(refs)))
+            )
+        ).all()
+    by_ref: dict[str, Incident] = {}
+    for inc in rows:
+        try:
+            _check_scope(inc, principal)
+        except NotFound:
+            continue
+        by_ref[inc.code] = by_ref[inc.id] = inc
+    return [by_ref[r] for r in refs if r in by_ref]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicExtras:
+    """What a public listing (Open311) shows of an incident beyond its own row."""
+
+    last_reply: str | None = None
+    first_attachment_id: str | None = None
+    primary: Incident | None = None  # the incident a merged duplicate follows
+
+
+async def public_extras(core: Core, incs: Sequence[Incident]) -> dict[str, PublicExtras]:
+    """Replies, photos and primaries of a whole page in three queries, whatever its size
+    (one detail per incident cost about seven queries each)."""
+    ids = [i.id for i in incs]
+    if not ids:
+        return {}
+    replies: dict[str, str] = {}
+    photos: dict[str, str] = {}
+    async with core.sessions() as s:
+        for incident_id, body in (
+            await s.execute(
+                select(Entry.incident_id, Entry.body)
+                .where(Entry.incident_id.in_(ids), Entry.kind == "reply")
+                .order_by(Entry.created_at, Entry.id)
+            )
+        ).all():
+            replies[incident_id] = body  # oldest first: the last one stays
+        for incident_id, attachment_id in (
+            await s.execute(
+                select(Attachment.incident_id, Attachment.id)
+                .where(Attachment.incident_id.in_(ids))
+                .order_by(Attachment.created_at.desc(), Attachment.id.desc())
+            )
+        ).all():
+            photos[incident_id] = attachment_id  # newest first: the first one stays
+        primary_ids = {i.primary_id for i in incs if i.primary_id}
+        primaries = (
+            {
+                p.id: p
+                for p in (
+                    await s.scalars(select(Incident).where(Incident.id.in_(primary_ids)))
+                ).all()
+            }
+            if primary_ids
+            else {}
+        )
+    return {
+        i.id: PublicExtras(
+            last_reply=replies.get(i.id),
+            first_attachment_id=photos.get(i.id),
+            primary=primaries.get(i.primary_id) if i.primary_id else None,
+        )
+        for i in incs
+    }
 
 
 async def render(core: Core, d: Detail, *, principal: Principal) -> dict[str, Any]:
