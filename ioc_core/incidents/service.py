@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -49,7 +50,12 @@ from ioc_core.incidents.attachments import (
     remove_files,
     write_photo,
 )
-from ioc_core.incidents.audit import entry_hash, sha256_text
+from ioc_core.incidents.audit import (
+    entry_hash,
+    incident_digest,
+    reporters_digest,
+    sha256_text,
+)
 from ioc_core.incidents.lifecycle import PHASE, Phase, State
 from ioc_core.incidents.models import (
     DUPLICATE_CANDIDATE_SQL,
@@ -101,6 +107,61 @@ def _event(name: str, inc: Incident, **payload: Any) -> Event:
 Sink = AsyncSession | list[Any]
 
 
+@dataclass(eq=False)
+class _Audited:
+    """An incident's reporters as this transaction holds them (the same objects a command
+    edits), and what the database held when it was loaded, if that differs from what its
+    timeline last recorded (a change made outside the service functions)."""
+
+    reporters: list[Reporter]
+    unexplained: list[str] = field(default_factory=list)
+
+
+# Per incident object, for the life of the objects (so of the session that loaded them).
+_AUDITED: weakref.WeakKeyDictionary[Incident, _Audited] = weakref.WeakKeyDictionary()
+
+
+async def _audit_load(s: AsyncSession, inc: Incident) -> None:
+    """Hold `inc`'s reporters for the digests of the rows this command appends, and compare
+    the values as loaded with the digests of the chain's last row."""
+    reporters = list(
+        (await s.scalars(select(Reporter).where(Reporter.incident_id == inc.id))).all()
+    )
+    audited = _AUDITED[inc] = _Audited(reporters=reporters)
+    if not inc.chain_seq:
+        return
+    last = (
+        await s.execute(
+            select(TimelineEntry.incident_sha256, TimelineEntry.reporters_sha256).where(
+                TimelineEntry.incident_id == inc.id, TimelineEntry.seq == inc.chain_seq
+            )
+        )
+    ).first()
+    if last is None or last.incident_sha256 is None:
+        return  # a chain written before digests existed: nothing to compare with
+    if last.incident_sha256 != incident_digest(inc):
+        audited.unexplained.append("incident")
+    if last.reporters_sha256 != reporters_digest(reporters):
+        audited.unexplained.append("reporters")
+
+
+def _reporters_for(sink: Sink, inc: Incident) -> _Audited:
+    audited = _AUDITED.get(inc)
+    if audited is None:
+        # A programming error, loud on purpose: a row without the reporters would make
+        # `ioc audit verify` report a change nobody made.
+        raise RuntimeError(f"incident {inc.id} was not loaded for a change (_load(lock=True))")
+    if isinstance(sink, AsyncSession):
+        for obj in sink.new:  # a reporter added in this transaction
+            if (
+                isinstance(obj, Reporter)
+                and obj.incident_id == inc.id
+                and all(obj is not r for r in audited.reporters)
+            ):
+                audited.reporters.append(obj)
+    return audited
+
+
 def _append(
     sink: Sink,
     inc: Incident,
@@ -114,7 +175,24 @@ def _append(
     note: str = "",
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one hash-chained timeline row (RP-10)."""
+    """Append one hash-chained timeline row (RP-10), with the digests of the incident's and
+    its reporters' values as they are now, after the command's change."""
+    audited = _reporters_for(sink, inc)
+    if audited.unexplained:
+        # Found while loading: values changed outside the timeline. Recorded first, so the
+        # chain keeps the evidence and the command's own row, whose digests take the values
+        # as they now are, does not make the change look legitimate.
+        parts, audited.unexplained = audited.unexplained, []
+        logger.error("incident %s: %s changed outside the timeline", inc.code, ", ".join(parts))
+        _append(
+            sink,
+            inc,
+            at=at,
+            actor=SYSTEM,
+            channel="system",
+            kind="unexplained_change",
+            data={"parts": parts},
+        )
     fields: dict[str, Any] = dict(
         incident_id=inc.id,
         seq=inc.chain_seq + 1,
@@ -127,6 +205,8 @@ def _append(
         to_state=to_state,
         note=note,
         data=data or {},
+        incident_sha256=incident_digest(inc),
+        reporters_sha256=reporters_digest(audited.reporters),
     )
     digest = entry_hash(inc.chain_head, fields)
     row = TimelineEntry(**fields, prev_hash=inc.chain_head, hash=digest)
@@ -232,6 +312,8 @@ async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incid
     inc = (await session.scalars(stmt)).first()
     if inc is None:
         raise NotFound(f"no incident {ref!r}", error_id="incident-not-found")
+    if lock:  # loaded to be changed: its timeline rows need the reporters
+        await _audit_load(session, inc)
     return inc
 
 
@@ -357,6 +439,7 @@ async def report_incident(
         subject=principal.subject if principal.role is Role.CITIZEN else "",
         created_at=now,
     )
+    _AUDITED[inc] = _Audited(reporters=[reporter])
     root = core.settings.attachments_dir
     written: list[str] = []
     primary: Incident | None = None
