@@ -149,8 +149,10 @@ class InProcessBus:
     """Bus for the embedded mode: one asyncio queue and one worker task per group.
 
     Events are delivered in publish order within a group; a failing handler blocks its
-    group while it is retried, which keeps that order. Nothing survives a restart, which
-    is acceptable because the outbox relay republishes what it had not marked as sent.
+    group while it is retried, which keeps that order. The queues die with the process, so
+    the outbox relay keeps each event's row until `on_handled` listeners hear that every
+    group it was queued to has run its handler, and republishes kept rows when it starts.
+    An event a group dead-letters is not reported handled: its row stays, for the next start.
     """
 
     def __init__(self, *, max_deliveries: int = 5, retry_delay_s: float = 0.05) -> None:
@@ -162,6 +164,29 @@ class InProcessBus:
         self._started = False
         self._closed = False
         self.dead_letters: list[tuple[str, Event, str]] = []
+        # event_id -> groups that still owe it a successful handling; an id leaves the map
+        # when the last one succeeds (then listeners hear of it) or fails for good.
+        self._owed: dict[str, int] = {}
+        self._failed: set[str] = set()
+        self._listeners: list[Callable[[str], None]] = []
+
+    def on_handled(self, listener: Callable[[str], None]) -> None:
+        """Call `listener(event_id)` once every group an event was queued to handled it."""
+        self._listeners.append(listener)
+
+    def _settled(self, event_id: str, *, ok: bool) -> None:
+        if not ok:
+            self._failed.add(event_id)
+        left = self._owed.get(event_id, 1) - 1
+        if left > 0:
+            self._owed[event_id] = left
+            return
+        self._owed.pop(event_id, None)
+        if event_id in self._failed:
+            self._failed.discard(event_id)
+            return
+        for listener in self._listeners:
+            listener(event_id)
 
     def subscribe(
         self, *, group: str, handler: Handler, names: Collection[str] | None = None
@@ -197,10 +222,17 @@ class InProcessBus:
         if self._closed:
             raise RuntimeError("bus is closed")
         for event in events:
-            for grp in self._groups.values():
-                if grp.names is None or event.name in grp.names:
-                    grp.unfinished += 1
-                    grp.queue.put_nowait(event)
+            groups = [
+                grp for grp in self._groups.values() if grp.names is None or event.name in grp.names
+            ]
+            if not groups:
+                self._owed[event.event_id] = self._owed.get(event.event_id, 0) + 1
+                self._settled(event.event_id, ok=True)  # nobody wants it: nothing to keep
+                continue
+            self._owed[event.event_id] = self._owed.get(event.event_id, 0) + len(groups)
+            for grp in groups:
+                grp.unfinished += 1
+                grp.queue.put_nowait(event)
 
     # The explicit timeout is the point: tests must fail fast rather than hang.
     async def wait_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
@@ -246,16 +278,18 @@ class InProcessBus:
         while True:
             event = await grp.queue.get()
             try:
-                await self._deliver(grp, event)
+                # Cancelled mid-way (close, unsubscribe): not settled, so the row stays.
+                self._settled(event.event_id, ok=await self._deliver(grp, event))
             finally:
                 grp.unfinished -= 1
                 grp.queue.task_done()
 
-    async def _deliver(self, grp: _LocalGroup, event: Event) -> None:
+    async def _deliver(self, grp: _LocalGroup, event: Event) -> bool:
+        """True once the handler returned; False when it dead-lettered the event."""
         for attempt in range(1, self._max_deliveries + 1):
             try:
                 await grp.handler(event)
-                return
+                return True
             except Exception as exc:
                 if attempt >= self._max_deliveries:
                     self.dead_letters.append((grp.name, event, _error_text(exc)))
@@ -268,7 +302,7 @@ class InProcessBus:
                         _error_text(exc),
                         exc_info=exc,
                     )
-                    return
+                    return False
                 delay = _retry_delay(self._retry_delay_s, attempt)
                 logger.warning(
                     "bus: group %s failed %s %s (delivery %d/%d), retrying in %.2fs: %s",
@@ -281,6 +315,7 @@ class InProcessBus:
                     _error_text(exc),
                 )
                 await asyncio.sleep(delay)
+        return False
 
 
 # ------------------------------------------------------------------------ redis streams

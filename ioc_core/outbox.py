@@ -1,8 +1,12 @@
 """Transactional outbox and its relay; idempotent-consumer bookkeeping.
 
 A service writes its change and the outbox rows in one transaction, so an event exists if and
-only if the change committed. The relay publishes rows in id order and marks them; if it dies
-between publishing and marking, rows are published again (consumers dedupe on `event_id`).
+only if the change committed. The relay publishes rows in id order. A row is deleted only once
+its event is safe elsewhere: on Redis Streams as soon as XADD is acknowledged (the stream keeps
+it); on the in-process bus, whose queues die with the process, only after every consumer has
+run. Until then the row is marked `published_at`, and a relay that starts republishes marked
+rows (a crash between queuing and the consumers). Duplicates are absorbed by consumers, which
+dedupe on `event_id`.
 """
 
 from __future__ import annotations
@@ -14,13 +18,13 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import String, Table, delete, func, insert, select
+from sqlalchemy import String, Table, delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ioc_core.bus import Bus, Event
+from ioc_core.bus import Bus, Event, InProcessBus
 from ioc_core.db import Base, BigId, JSONType, UTCDateTime, transaction, utcnow
 
 logger = logging.getLogger(__name__)
@@ -34,6 +38,8 @@ class OutboxRow(Base):
     name: Mapped[str] = mapped_column(String(64))
     event: Mapped[dict[str, Any]] = mapped_column(JSONType)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # In-process bus only: queued in this process's memory, consumers not all done yet.
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ConsumedEvent(Base):
@@ -110,6 +116,17 @@ class Relay:
         self._stopping = False
         self._linger_s = linger_s
         self.published = 0
+        # The in-process bus loses its queues with the process: rows stay until the bus says
+        # every consumer has run (ADR 0021). Redis Streams keeps what it acknowledged.
+        self._tracked = isinstance(bus, InProcessBus)
+        self._handled: list[str] = []
+        self._reclaim = self._tracked
+        if isinstance(bus, InProcessBus):
+            bus.on_handled(self._mark_handled)
+
+    def _mark_handled(self, event_id: str) -> None:
+        self._handled.append(event_id)
+        self._wake.set()
 
     def notify(self) -> None:
         self._wake.set()
@@ -155,6 +172,8 @@ class Relay:
                 backoff = min(backoff * 2, 10.0)
 
     async def publish_batch(self) -> int:
+        if self._tracked:
+            return await self._publish_tracked()
         async with transaction(self._sessions) as session:
             stmt = select(OutboxRow.id, OutboxRow.event).order_by(OutboxRow.id).limit(self._batch)
             if session.get_bind().dialect.name == "postgresql":
@@ -169,6 +188,62 @@ class Relay:
             await session.execute(delete(OutboxRow).where(OutboxRow.id.in_([r.id for r in rows])))
         self.published += len(rows)
         return len(rows)
+
+    async def _publish_tracked(self) -> int:
+        """In-process bus: mark the rows, commit, then queue them; they are deleted once
+        handled (`delete_handled`). A crash anywhere in between leaves them to the next start.
+        """
+        if self._reclaim:
+            await self._reclaim_marked()
+        await self.delete_handled()
+        async with transaction(self._sessions) as session:
+            stmt = (
+                select(OutboxRow.id, OutboxRow.event)
+                .where(OutboxRow.published_at.is_(None))
+                .order_by(OutboxRow.id)
+                .limit(self._batch)
+            )
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            rows = (await session.execute(stmt)).all()
+            if not rows:
+                return 0
+            await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.id.in_([r.id for r in rows]))
+                .values(published_at=utcnow())
+            )
+        # Queued only once the mark committed: the rows are then never deleted unhandled.
+        await self._bus.publish([Event.from_dict(r.event) for r in rows])
+        self.published += len(rows)
+        return len(rows)
+
+    async def _reclaim_marked(self) -> None:
+        """Unmark rows a previous process queued in memory and died before its consumers ran
+        (the in-process bus serves one process, so no live relay holds them)."""
+        async with transaction(self._sessions) as session:
+            result = await session.execute(
+                update(OutboxRow)
+                .where(OutboxRow.published_at.is_not(None))
+                .values(published_at=None)
+            )
+        self._reclaim = False
+        redelivered = int(result.rowcount or 0)  # type: ignore[attr-defined]
+        if redelivered:
+            logger.warning(
+                "outbox: %d event(s) queued before a crash are delivered again", redelivered
+            )
+
+    async def delete_handled(self) -> None:
+        """Delete the rows of events every in-process consumer has finished."""
+        while self._handled:
+            chunk, self._handled = self._handled[: self._batch], self._handled[self._batch :]
+            try:
+                async with transaction(self._sessions) as session:
+                    await session.execute(delete(OutboxRow).where(OutboxRow.event_id.in_(chunk)))
+            except BaseException:
+                self._handled[:0] = chunk  # try again next time; a crash only redelivers
+                raise
 
     async def drain(self) -> None:
         while await self.publish_batch():

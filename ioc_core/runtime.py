@@ -54,6 +54,12 @@ class Core:
     async def close(self) -> None:
         await self.relay.close()
         await self.bus.close()
+        # In embedded mode the bus has just run the last consumers: forget their events now
+        # rather than deliver them again at the next start.
+        try:
+            await self.relay.delete_handled()
+        except Exception:
+            logger.warning("outbox: handled events not deleted; they are redelivered at start")
         await self.engine.dispose()
 
 

@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
+    Connection,
     Float,
     ForeignKey,
     Index,
     Integer,
     String,
+    Table,
     Text,
     UniqueConstraint,
+    event,
+    insert,
+    select,
     text,
+    update,
 )
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, Mapper, mapped_column
 
 from ioc_core.db import Base, BigId, JSONType, UTCDateTime, new_id, utcnow
+from ioc_core.incidents.audit import ACCESS_LOG, GENESIS, access_hash
 
 # Incidents a new report may duplicate. Literal SQL shared by the partial index and the query:
 # PostgreSQL only uses a partial index when the query's own text implies its predicate, which
@@ -167,6 +174,11 @@ class TimelineEntry(Base):
     data: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # Digests of the incident's and its reporters' values once this row's change was made
+    # (chained with the row): `ioc audit verify` compares them with the stored rows, so a
+    # change made in the database directly is found. NULL on rows written before they existed.
+    incident_sha256: Mapped[str | None] = mapped_column(String(64))
+    reporters_sha256: Mapped[str | None] = mapped_column(String(64))
 
     __table_args__ = (UniqueConstraint("incident_id", "seq", name="uq_timeline_incident_seq"),)
 
@@ -190,3 +202,45 @@ class AccessLog(Base):
     role: Mapped[str] = mapped_column(String(16))
     incident_id: Mapped[str] = mapped_column(String(36), index=True)
     what: Mapped[str] = mapped_column(String(64))
+    # One hash chain over the whole log (audit.chain_access_row, on every ORM insert): its
+    # head is in audit_heads. Rows are few next to reports, so one chain does not contend.
+    seq: Mapped[int | None] = mapped_column(BigId, unique=True)
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The last link of a global hash chain (the access log's), so rows cut off the end of
+    the chain are found."""
+
+    __tablename__ = "audit_heads"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigId, default=0)
+    head: Mapped[str] = mapped_column(String(64))
+
+
+@event.listens_for(AccessLog, "before_insert")
+def _chain_access_row(_mapper: Mapper[AccessLog], connection: Connection, row: AccessLog) -> None:
+    """Link every access-log row into the log's chain as it is inserted, whichever code
+    writes it: the head row is locked (PostgreSQL; SQLite writers are serialised) until the
+    writer's transaction ends."""
+    heads = cast(Table, AuditHead.__table__)
+    found = connection.execute(
+        select(heads.c.seq, heads.c.head).where(heads.c.name == ACCESS_LOG).with_for_update()
+    ).first()
+    if found is None:
+        connection.execute(insert(heads).values(name=ACCESS_LOG, seq=0, head=GENESIS))
+        seq, prev = 0, GENESIS
+    else:
+        seq, prev = int(found.seq), str(found.head)
+    # The defaults the INSERT would apply, so the hash covers the values stored.
+    for col in AccessLog.__table__.c:
+        if getattr(row, col.key) is None and col.default is not None and not col.primary_key:
+            default: Any = col.default
+            setattr(row, col.key, default.arg(None) if default.is_callable else default.arg)
+    row.seq, row.prev_hash = seq + 1, prev
+    row.hash = access_hash(prev, {c.key: getattr(row, c.key) for c in AccessLog.__table__.c})
+    connection.execute(
+        update(heads).where(heads.c.name == ACCESS_LOG).values(seq=row.seq, head=row.hash)
+    )

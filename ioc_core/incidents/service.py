@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
@@ -49,7 +50,12 @@ from ioc_core.incidents.attachments import (
     remove_files,
     write_photo,
 )
-from ioc_core.incidents.audit import entry_hash, sha256_text
+from ioc_core.incidents.audit import (
+    entry_hash,
+    incident_digest,
+    reporters_digest,
+    sha256_text,
+)
 from ioc_core.incidents.lifecycle import PHASE, Phase, State
 from ioc_core.incidents.models import (
     DUPLICATE_CANDIDATE_SQL,
@@ -101,6 +107,61 @@ def _event(name: str, inc: Incident, **payload: Any) -> Event:
 Sink = AsyncSession | list[Any]
 
 
+@dataclass(eq=False)
+class _Audited:
+    """An incident's reporters as this transaction holds them (the same objects a command
+    edits), and what the database held when it was loaded, if that differs from what its
+    timeline last recorded (a change made outside the service functions)."""
+
+    reporters: list[Reporter]
+    unexplained: list[str] = field(default_factory=list)
+
+
+# Per incident object, for the life of the objects (so of the session that loaded them).
+_AUDITED: weakref.WeakKeyDictionary[Incident, _Audited] = weakref.WeakKeyDictionary()
+
+
+async def _audit_load(s: AsyncSession, inc: Incident) -> None:
+    """Hold `inc`'s reporters for the digests of the rows this command appends, and compare
+    the values as loaded with the digests of the chain's last row."""
+    reporters = list(
+        (await s.scalars(select(Reporter).where(Reporter.incident_id == inc.id))).all()
+    )
+    audited = _AUDITED[inc] = _Audited(reporters=reporters)
+    if not inc.chain_seq:
+        return
+    last = (
+        await s.execute(
+            select(TimelineEntry.incident_sha256, TimelineEntry.reporters_sha256).where(
+                TimelineEntry.incident_id == inc.id, TimelineEntry.seq == inc.chain_seq
+            )
+        )
+    ).first()
+    if last is None or last.incident_sha256 is None:
+        return  # a chain written before digests existed: nothing to compare with
+    if last.incident_sha256 != incident_digest(inc):
+        audited.unexplained.append("incident")
+    if last.reporters_sha256 != reporters_digest(reporters):
+        audited.unexplained.append("reporters")
+
+
+def _reporters_for(sink: Sink, inc: Incident) -> _Audited:
+    audited = _AUDITED.get(inc)
+    if audited is None:
+        # A programming error, loud on purpose: a row without the reporters would make
+        # `ioc audit verify` report a change nobody made.
+        raise RuntimeError(f"incident {inc.id} was not loaded for a change (_load(lock=True))")
+    if isinstance(sink, AsyncSession):
+        for obj in sink.new:  # a reporter added in this transaction
+            if (
+                isinstance(obj, Reporter)
+                and obj.incident_id == inc.id
+                and all(obj is not r for r in audited.reporters)
+            ):
+                audited.reporters.append(obj)
+    return audited
+
+
 def _append(
     sink: Sink,
     inc: Incident,
@@ -114,7 +175,24 @@ def _append(
     note: str = "",
     data: dict[str, Any] | None = None,
 ) -> None:
-    """Append one hash-chained timeline row (RP-10)."""
+    """Append one hash-chained timeline row (RP-10), with the digests of the incident's and
+    its reporters' values as they are now, after the command's change."""
+    audited = _reporters_for(sink, inc)
+    if audited.unexplained:
+        # Found while loading: values changed outside the timeline. Recorded first, so the
+        # chain keeps the evidence and the command's own row, whose digests take the values
+        # as they now are, does not make the change look legitimate.
+        parts, audited.unexplained = audited.unexplained, []
+        logger.error("incident %s: %s changed outside the timeline", inc.code, ", ".join(parts))
+        _append(
+            sink,
+            inc,
+            at=at,
+            actor=SYSTEM,
+            channel="system",
+            kind="unexplained_change",
+            data={"parts": parts},
+        )
     fields: dict[str, Any] = dict(
         incident_id=inc.id,
         seq=inc.chain_seq + 1,
@@ -127,6 +205,8 @@ def _append(
         to_state=to_state,
         note=note,
         data=data or {},
+        incident_sha256=incident_digest(inc),
+        reporters_sha256=reporters_digest(audited.reporters),
     )
     digest = entry_hash(inc.chain_head, fields)
     row = TimelineEntry(**fields, prev_hash=inc.chain_head, hash=digest)
@@ -182,6 +262,48 @@ def _require(principal: Principal, roles: frozenset[Role], what: str) -> None:
         )
 
 
+# Roles each command needs, for callers that must refuse before reading a request's body.
+COMMAND_ROLES: dict[str, frozenset[Role]] = {
+    "report": CREATE_ROLES,
+    "update": UPDATE_ROLES,
+    "reply": REPLY_ROLES,
+    "note": NOTE_ROLES,
+    "rate": RATE_ROLES,
+    "attach": ATTACH_ROLES,
+    "merge": MERGE_ROLES,
+    "escalate": ESCALATE_ROLES,
+    # Which transition is asked for is in the body: any role that may make one.
+    "transition": frozenset(
+        r for r in Role if any(r.value in t.roles for t in lifecycle.TRANSITIONS)
+    ),
+}
+
+
+def check_may(principal: Principal, command: str) -> None:
+    """Refuse `principal` (403) when its role may never run `command`; the command checks
+    again, with what it then knows (scope, ownership, the transition asked for)."""
+    _require(principal, COMMAND_ROLES[command], command.replace("_", " "))
+
+
+async def check_may_transition(core: Core, ref: str, *, principal: Principal) -> None:
+    """What `transition` checks before it knows the action, in its order: an incident the
+    caller may not see is 404 (a draft's existence is not revealed), then the role (403)."""
+    async with core.sessions() as s:
+        _check_scope(await _load(s, ref), principal)
+    check_may(principal, "transition")
+
+
+async def check_may_attach(core: Core, ref: str, *, principal: Principal) -> None:
+    """Everything `attach` checks before it reads photos: role, scope, a citizen's own report.
+    Web routes call it before reading a multipart body of up to 25 MB."""
+    check_may(principal, "attach")
+    async with core.sessions() as s:
+        inc = await _load(s, ref)
+        _check_scope(inc, principal)
+        if principal.role is Role.CITIZEN and not await _owns(s, inc, principal):
+            raise Forbidden("citizens add photos to their own reports only")
+
+
 async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incident:
     """By id or tracking code; `lock` takes a row lock on PostgreSQL (SQLite serialises)."""
     stmt = select(Incident).where(or_(Incident.id == ref, Incident.code == ref))
@@ -190,6 +312,8 @@ async def _load(session: AsyncSession, ref: str, *, lock: bool = False) -> Incid
     inc = (await session.scalars(stmt)).first()
     if inc is None:
         raise NotFound(f"no incident {ref!r}", error_id="incident-not-found")
+    if lock:  # loaded to be changed: its timeline rows need the reporters
+        await _audit_load(session, inc)
     return inc
 
 
@@ -315,6 +439,7 @@ async def report_incident(
         subject=principal.subject if principal.role is Role.CITIZEN else "",
         created_at=now,
     )
+    _AUDITED[inc] = _Audited(reporters=[reporter])
     root = core.settings.attachments_dir
     written: list[str] = []
     primary: Incident | None = None
@@ -1000,6 +1125,82 @@ async def get_detail(core: Core, ref: str, *, principal: Principal) -> Detail:
             else False
         )
     return Detail(inc, reporters, entries, attachments, dups, primary, own, scores)
+
+
+async def get_many(core: Core, refs: Sequence[str], *, principal: Principal) -> list[Incident]:
+    """Incidents by id or tracking code, in the order asked, leaving out those `principal`
+    may not see (as `get_detail` would answer 404): one query however many are asked."""
+    if not refs:
+        return []
+    async with core.sessions() as s:
+        rows = (
+            await s.scalars(
+                select(Incident).where(or_(Incident.code.in_(refs), Incident.id.in_(refs)))
+            )
+        ).all()
+    by_ref: dict[str, Incident] = {}
+    for inc in rows:
+        try:
+            _check_scope(inc, principal)
+        except NotFound:
+            continue
+        by_ref[inc.code] = by_ref[inc.id] = inc
+    return [by_ref[r] for r in refs if r in by_ref]
+
+
+@dataclass(frozen=True, kw_only=True)
+class PublicExtras:
+    """What a public listing (Open311) shows of an incident beyond its own row."""
+
+    last_reply: str | None = None
+    first_attachment_id: str | None = None
+    primary: Incident | None = None  # the incident a merged duplicate follows
+
+
+async def public_extras(core: Core, incs: Sequence[Incident]) -> dict[str, PublicExtras]:
+    """Replies, photos and primaries of a whole page in three queries, whatever its size
+    (one detail per incident cost about seven queries each)."""
+    ids = [i.id for i in incs]
+    if not ids:
+        return {}
+    replies: dict[str, str] = {}
+    photos: dict[str, str] = {}
+    async with core.sessions() as s:
+        for incident_id, body in (
+            await s.execute(
+                select(Entry.incident_id, Entry.body)
+                .where(Entry.incident_id.in_(ids), Entry.kind == "reply")
+                .order_by(Entry.created_at, Entry.id)
+            )
+        ).all():
+            replies[incident_id] = body  # oldest first: the last one stays
+        for incident_id, attachment_id in (
+            await s.execute(
+                select(Attachment.incident_id, Attachment.id)
+                .where(Attachment.incident_id.in_(ids))
+                .order_by(Attachment.created_at.desc(), Attachment.id.desc())
+            )
+        ).all():
+            photos[incident_id] = attachment_id  # newest first: the first one stays
+        primary_ids = {i.primary_id for i in incs if i.primary_id}
+        primaries = (
+            {
+                p.id: p
+                for p in (
+                    await s.scalars(select(Incident).where(Incident.id.in_(primary_ids)))
+                ).all()
+            }
+            if primary_ids
+            else {}
+        )
+    return {
+        i.id: PublicExtras(
+            last_reply=replies.get(i.id),
+            first_attachment_id=photos.get(i.id),
+            primary=primaries.get(i.primary_id) if i.primary_id else None,
+        )
+        for i in incs
+    }
 
 
 async def render(core: Core, d: Detail, *, principal: Principal) -> dict[str, Any]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from aiohttp import BodyPartReader, web
 from aiohttp.http_exceptions import HttpProcessingError
 
@@ -105,3 +107,31 @@ async def read_multipart(
             f"malformed multipart body: {exc}", error_id="malformed-multipart"
         ) from None
     return fields, uploads
+
+
+async def read_form(request: web.Request, *, max_body: int) -> dict[str, str]:
+    """A small form (urlencoded or multipart without files), capped at `max_body` while
+    streaming: aiohttp's `post()` would buffer up to the app's 25 MB body limit first."""
+    if request.content_type == "multipart/form-data":
+        try:
+            fields, _ = await read_multipart(request, max_file=0, max_files=0, max_body=max_body)
+        except ValidationFailed as exc:
+            if exc.error_id != "too-many-attachments":
+                raise
+            raise ValidationFailed(
+                "this form takes no files", details={"field": "file"}, error_id="files-not-taken"
+            ) from None
+        return fields
+    if request.content_length is not None and request.content_length > max_body:
+        raise PayloadTooLarge(
+            f"request body is too large (limit {max_body} bytes)", details={"limit": max_body}
+        )
+    budget = _Budget(max_body)
+    raw = bytearray()
+    while chunk := await request.content.readany():
+        budget.charge(len(chunk))
+        raw += chunk
+    try:
+        return dict(parse_qsl(raw.decode("utf-8"), keep_blank_values=True))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedRequest(f"malformed form body: {exc}", error_id="malformed-form") from None

@@ -6,15 +6,14 @@ spec's own format: a list of {code, description}. JSON and XML are both served.
 
 from __future__ import annotations
 
+import contextlib
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
-from ioc_core.access.roles import Principal
 from ioc_core.catalogue.service import CategoryInfo
 from ioc_core.errors import IocError, NotFound, UnsupportedMedia, ValidationFailed
 from ioc_core.http import json_response, parse_model, refuse_forbidden_fields
@@ -22,7 +21,9 @@ from ioc_core.i18n import pick_language, t
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents.models import Incident
 from ioc_core.incidents.schemas import ReportIn
+from ioc_core.runtime import Core
 from ioc_core.web.auth import principal_of
+from ioc_core.web.forms import read_form
 from ioc_core.web.keys import CORE
 
 routes = web.RouteTableDef()
@@ -58,6 +59,8 @@ LIST_FIELDS = frozenset(
     }
 )
 MAX_RESULTS = 1000
+# Every field of a service request together is a few kilobytes (descriptions are capped).
+FORM_MAX_BYTES = 128 * 1024
 
 
 class _Fmt:
@@ -153,32 +156,36 @@ def _status(inc: Incident) -> str:
     return "open" if inc.phase in ("open", "active") else "closed"
 
 
-async def _request_record(
-    request: web.Request, inc: Incident, principal: Principal, lang: str
+def _request_record(
+    core: Core,
+    inc: Incident,
+    extras: incidents.PublicExtras,
+    categories: Mapping[str, CategoryInfo],
+    agencies: Mapping[str, str],
+    lang: str,
 ) -> dict[str, Any]:
-    core = request.app[CORE]
-    d = await incidents.get_detail(core, inc.id, principal=principal)
-    replies = [e for e in d.entries if e.kind == "reply"]
-    cat = await core.catalogue.category(inc.category_code)
     media = (
-        (f"{core.settings.base_url()}/api/v1/incidents/{inc.id}/attachments/{d.attachments[0].id}")
-        if d.attachments
+        f"{core.settings.base_url()}/api/v1/incidents/{inc.id}/attachments/"
+        f"{extras.first_attachment_id}"
+        if extras.first_attachment_id
         else None
     )
-    agency = await core.catalogue.agency_name(inc.agency_code, lang) if inc.agency_code else None
+    cat = categories.get(inc.category_code)
     # A merged duplicate follows its primary: that is where the work happens.
-    followed = d.primary or inc
-    notes = replies[-1].body if replies else t(f"state.{inc.state}", lang)
-    if d.primary is not None:
-        notes = f"{notes}: {d.primary.code}"
+    followed = extras.primary or inc
+    notes = extras.last_reply if extras.last_reply is not None else t(f"state.{inc.state}", lang)
+    if extras.primary is not None:
+        notes = f"{notes}: {extras.primary.code}"
     return {
         "service_request_id": inc.code,
         "status": _status(followed),
         "status_notes": notes,
-        "service_name": cat.name_vi if lang == "vi" else cat.name_en,
+        "service_name": (cat.name_vi if lang == "vi" else cat.name_en)
+        if cat
+        else inc.category_code,
         "service_code": inc.category_code,
         "description": inc.description or inc.title,
-        "agency_responsible": agency,
+        "agency_responsible": agencies.get(inc.agency_code) if inc.agency_code else None,
         "service_notice": None,
         "requested_datetime": inc.created_at.isoformat(),
         "updated_datetime": inc.updated_at.isoformat(),
@@ -190,6 +197,22 @@ async def _request_record(
         "long": inc.lon,
         "media_url": media,
     }
+
+
+async def _records(core: Core, rows: Sequence[Incident], lang: str) -> list[dict[str, Any]]:
+    """A page of requests with a constant number of queries: extras batched, names from the
+    catalogue's cache."""
+    extras = await incidents.public_extras(core, rows)
+    # Every category an incident has, inactive ones too: a retired category still names it.
+    categories: dict[str, CategoryInfo] = {}
+    for code in {i.category_code for i in rows}:
+        with contextlib.suppress(ValidationFailed):
+            categories[code] = await core.catalogue.category(code)
+    agencies = {
+        code: await core.catalogue.agency_name(code, lang)
+        for code in {i.agency_code for i in rows if i.agency_code}
+    }
+    return [_request_record(core, i, extras[i.id], categories, agencies, lang) for i in rows]
 
 
 def _parse_dt(name: str, raw: str | None) -> datetime | None:
@@ -218,15 +241,9 @@ async def list_requests(request: web.Request) -> web.Response:
     )
     lang = pick_language(request.headers.get("Accept-Language"))
     ids = [x for x in q.get("service_request_id", "").split(",") if x]
+    rows: Sequence[Incident]
     if ids:
-        found = []
-        for code in ids[:MAX_RESULTS]:
-            try:
-                d = await incidents.get_detail(core, code, principal=principal)
-            except NotFound:
-                continue
-            found.append(d.incident)
-        rows = found
+        rows = await incidents.get_many(core, ids[:MAX_RESULTS], principal=principal)
     else:
         status = q.get("status", "")
         bad = set(status.split(",")) - {"open", "closed", ""}
@@ -250,8 +267,7 @@ async def list_requests(request: web.Request) -> web.Response:
             limit=MAX_RESULTS,
         )
         rows, _cursor, _total = await incidents.list_incidents(core, f, principal=principal)
-    items = [await _request_record(request, inc, principal, lang) for inc in rows]
-    return fmt.render(items, "service_requests", "request")
+    return fmt.render(await _records(core, rows, lang), "service_requests", "request")
 
 
 @routes.get(BASE + "/requests/{code}.{fmt}")
@@ -270,8 +286,8 @@ async def get_request(request: web.Request) -> web.Response:
         )
     except NotFound:
         raise NotFound(f"service_request_id {request.match_info['code']!r} not found") from None
-    record = await _request_record(request, d.incident, principal, lang)
-    return fmt.render([record], "service_requests", "request")
+    records = await _records(request.app[CORE], [d.incident], lang)
+    return fmt.render(records, "service_requests", "request")
 
 
 @routes.post(BASE + "/requests.{fmt}")
@@ -281,22 +297,32 @@ async def create_request(request: web.Request) -> web.Response:
         raise UnsupportedMedia(
             "Open311 requests are form-encoded (application/x-www-form-urlencoded)"
         )
-    try:
-        form = await request.post()
-    except (ValueError, HttpProcessingError) as exc:  # a multipart part's bad headers too
-        raise ValidationFailed(f"malformed form body: {exc}") from None
-    params = {k: v for k, v in form.items() if isinstance(v, str)}
+    core = request.app[CORE]
+    # A key in the header or the query is checked before the body is read. The spec puts
+    # api_key in the form itself, so the form is capped at a few kilobytes (it takes no
+    # files: photos go by media_url) and only then checked.
+    early = request.headers.get("Authorization") or request.query.get("api_key")
+    if early:
+        principal = (
+            await principal_of(request, token=request.query["api_key"])
+            if request.query.get("api_key")
+            else await principal_of(request)
+        )
+        incidents.check_may(principal, "report")
+    form = await read_form(request, max_body=min(FORM_MAX_BYTES, core.settings.max_body_bytes))
+    params = dict(form)
     refuse_forbidden_fields(params.items())
     unknown = sorted(k for k in form if k not in POST_FIELDS and not k.startswith("attribute["))
     if unknown:
         raise ValidationFailed(f"unknown parameters: {', '.join(unknown)}")
     _check_jurisdiction(request, form)
-    if not params.get("api_key"):
-        raise IocError(
-            "api_key is required to create a service request", error_id="api-key-required"
-        ).with_status(403)
-    core = request.app[CORE]
-    principal = await principal_of(request, token=params["api_key"])
+    if not early:
+        if not params.get("api_key"):
+            raise IocError(
+                "api_key is required to create a service request", error_id="api-key-required"
+            ).with_status(403)
+        principal = await principal_of(request, token=params["api_key"])
+        incidents.check_may(principal, "report")
     if not params.get("service_code"):
         raise ValidationFailed("service_code is required")
     try:

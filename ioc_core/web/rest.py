@@ -8,6 +8,7 @@ from typing import Any, Literal
 from aiohttp import web
 from pydantic import Field
 
+from ioc_core.access.roles import Principal
 from ioc_core.catalogue import service as catalogue
 from ioc_core.catalogue.service import category_json
 from ioc_core.errors import NotFound, ValidationFailed
@@ -151,6 +152,13 @@ def _multipart_limits(core: Core) -> dict[str, int]:
     }
 
 
+async def _allowed(request: web.Request, command: str) -> Principal:
+    """The caller, refused before its body is read when its role may never run `command`."""
+    principal = await principal_of(request)
+    incidents.check_may(principal, command)
+    return principal
+
+
 async def _detail_response(request: web.Request, ref: str, status: int = 200) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
@@ -162,6 +170,8 @@ async def _detail_response(request: web.Request, ref: str, status: int = 200) ->
 async def create_incident(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
+    # Refused before the body is read: a multipart report may carry 25 MB of photos.
+    incidents.check_may(principal, "report")
     if request.content_type == "multipart/form-data":
         fields, uploads = await read_multipart(request, **_multipart_limits(core))
         if "report" not in fields:
@@ -209,9 +219,10 @@ async def get_incident(request: web.Request) -> web.Response:
 
 @routes.patch(f"{API}/incidents/{{ref}}")
 async def update_incident(request: web.Request) -> web.Response:
+    principal = await _allowed(request, "update")
     cmd = await read_model(request, UpdateIn)
     inc = await incidents.update_incident(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+        request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
 
@@ -220,6 +231,7 @@ async def update_incident(request: web.Request) -> web.Response:
 async def transition(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
+    await incidents.check_may_transition(core, request.match_info["ref"], principal=principal)
     cmd = await read_model(request, TransitionIn)
     inc = await incidents.transition(core, request.match_info["ref"], cmd, principal=principal)
     try:
@@ -231,13 +243,10 @@ async def transition(request: web.Request) -> web.Response:
 
 
 async def _entry(request: web.Request, kind: str) -> web.Response:
+    principal = await _allowed(request, kind)
     cmd = await read_model(request, EntryIn)
     entry = await incidents.add_entry(
-        request.app[CORE],
-        request.match_info["ref"],
-        cmd,
-        kind=kind,
-        principal=await principal_of(request),
+        request.app[CORE], request.match_info["ref"], cmd, kind=kind, principal=principal
     )
     return json_response(
         {
@@ -263,10 +272,9 @@ async def add_note(request: web.Request) -> web.Response:
 @routes.post(f"{API}/incidents/{{ref}}/rating")
 async def rate(request: web.Request) -> web.Response:
     """CH-4: the reporter rates the handling (1-5) once there is a result."""
+    principal = await _allowed(request, "rate")
     cmd = await read_model(request, RatingIn)
-    r = await incidents.rate(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
-    )
+    r = await incidents.rate(request.app[CORE], request.match_info["ref"], cmd, principal=principal)
     return json_response(views.render_rating(r), status=201)
 
 
@@ -274,6 +282,8 @@ async def rate(request: web.Request) -> web.Response:
 async def add_attachments(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
+    # Role, scope and ownership before the body: up to 25 MB a caller may not send at all.
+    await incidents.check_may_attach(core, request.match_info["ref"], principal=principal)
     fields, uploads = await read_multipart(request, **_multipart_limits(core))
     if fields:
         raise ValidationFailed(
@@ -301,27 +311,30 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 
 @routes.post(f"{API}/incidents/{{ref}}/merge")
 async def merge(request: web.Request) -> web.Response:
+    principal = await _allowed(request, "merge")
     cmd = await read_model(request, MergeIn)
     inc = await incidents.merge(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+        request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
 
 
 @routes.post(f"{API}/incidents/{{ref}}/unmerge")
 async def unmerge(request: web.Request) -> web.Response:
+    principal = await _allowed(request, "merge")
     cmd = await read_model(request, UnmergeIn)
     inc = await incidents.unmerge(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+        request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
 
 
 @routes.post(f"{API}/incidents/{{ref}}/escalation")
 async def escalation(request: web.Request) -> web.Response:
+    principal = await _allowed(request, "escalate")
     cmd = await read_model(request, EscalateIn)
     inc = await incidents.escalate(
-        request.app[CORE], request.match_info["ref"], cmd, principal=await principal_of(request)
+        request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
 
