@@ -709,19 +709,29 @@ class CallStore:
                             updated_at=now,
                         )
                     )
+            await s.flush()
             if t is not None:
+                # No text on the bus (nor anything else the caller said): consumers that need
+                # the words read them through the calls API, as staff.
                 payload = {
                     "call_id": uid,
                     "kind": kind,
-                    "text": t.text,
+                    "transcript_id": row.id,
                     "engine": t.engine,
                     "model": t.model,
                 }
+                version, _keys = ev.SCHEMAS[ev.CALL_TRANSCRIPT_FINAL]
                 add_events(
                     s,
-                    [Event(name=ev.CALL_TRANSCRIPT_FINAL, payload=payload, correlation_id=uid)],
+                    [
+                        Event(
+                            name=ev.CALL_TRANSCRIPT_FINAL,
+                            payload=payload,
+                            correlation_id=uid,
+                            version=version,
+                        )
+                    ],
                 )
-            await s.flush()
             view = {
                 "id": row.id,
                 "call_id": uid,
@@ -746,6 +756,7 @@ class CallStore:
             )
             return [
                 {
+                    "id": r.id,  # what a call.transcript.final event names
                     "kind": r.kind,
                     "text": r.text,
                     "language": r.language,

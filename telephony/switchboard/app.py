@@ -510,13 +510,18 @@ class Switchboard:
         desc, pending = await self._description(call["id"])
         if desc is not None:
             lines += _description_lines(desc)
+        # What the call tells about the caller (number, earlier calls, other reports, their
+        # words) is staff-only: an internal note. The public title is the category's name
+        # (the core's default for an empty title) and the description stays for the
+        # call-taker to write, so a draft verified as it came shows nobody's number.
         report: dict[str, Any] = {
             "category": desc.category if desc and desc.category else service.category,
             "channel": "phone",
             "priority": "urgent" if desc and desc.emergency else service.priority,
             "language": call.get("language") or "vi",
-            "title": t("draft.title", service=service.name_vi, ani=ani or "?"),
-            "description": "\n".join(lines),
+            "title": "",
+            "description": "",
+            "internal_note": "\n".join(lines),
             "external_ref": f"call:{call['id']}",
             "draft": True,
         }

@@ -206,8 +206,11 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         assert draft["state"] == "draft" and draft["channel"] == "phone"
         assert draft["category"] == "chay_no" and draft["priority"] == "urgent"
         assert draft["reporters"][0]["phone"] == "0912000002"
-        assert "0912000002" in draft["description"]
-        assert earlier["code"] in draft["description"], "the caller's open report is named"
+        # What the call tells about the caller is an internal note, never public text.
+        notes = "\n".join(n["body"] for n in draft["notes"])
+        assert "0912000002" in notes and "0912000002" not in draft["description"]
+        assert earlier["code"] in notes, "the caller's open report is named"
+        assert draft["title"] == "Cháy, nổ, cứu nạn cứu hộ"
 
         phone.hangup()
         assert await fire.done() == 0
@@ -485,9 +488,10 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
         staff = InProcessCoreApi(core=hub.core, principal=SYSTEM).calltaker("kiểm tra")
         draft = await staff.get_incident(code)
         # The caller's words, the category they suggest and the emergency they name.
-        assert "fire" in draft["description"].lower()
+        notes = "\n".join(n["body"] for n in draft["notes"])
+        assert "fire" in notes.lower() and "fire" not in draft["description"].lower()
         assert draft["category"] == "chay_no.chay" and draft["priority"] == "urgent"
-        assert "114" in draft["description"]
+        assert "114" in notes
         (kept,) = [t for t in await hub.store.transcripts(call["id"]) if t["kind"] == "ivr"]
         assert kept["audio_path"] == f"recording/ioc-describe/{call['id']}.wav"
         assert kept["language"] == "en" and kept["engine"] == "faster-whisper"

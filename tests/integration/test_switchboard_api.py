@@ -115,6 +115,40 @@ async def test_live_transcript_events(settings: Settings) -> None:
         assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
 
 
+async def test_defect_05_transcript_event_carries_no_text(
+    settings: Settings, client: TestClient[Any, Any], core: Core
+) -> None:
+    """What a caller said stays off the bus; staff read it through the calls API."""
+    async with _core_seeing(settings, "call.transcript.final") as (other, seen):
+        store = _store(other)
+        await _answered(store, "1700000000.5", "0912000555")
+        said = SpeechTranscript(
+            text="nhà tôi bị cháy ở số 5 Lê Lợi", language="vi", engine="fake", model="m",
+            duration_s=2.5, elapsed_s=0.2,
+        )  # fmt: skip
+        for kind in ("message", "ivr", "live"):
+            await store.add_transcript(
+                "1700000000.5", kind=kind, audio_path="x.wav", language="vi", transcript=said
+            )
+        await wait_until(lambda: len(seen) >= 3 or None, what="three final events")
+        for e in seen:
+            version, keys = ev.SCHEMAS[e.name]
+            assert e.version == version == 2 and keys <= set(e.payload), e.payload
+            flat = str(e.to_dict())
+            assert "cháy" not in flat and "Lê Lợi" not in flat, "no words on the bus"
+            assert "0912000555" not in flat and "text" not in e.payload
+    # The words are one authorised read away: the event names the transcript.
+    store = _store(core)
+    await _answered(store, "1700000000.6", "0912000666")
+    kept = await store.add_transcript(
+        "1700000000.6", kind="ivr", audio_path="y.wav", language="vi", transcript=said
+    )
+    staff = auth(await make_token(core, "calltaker"))
+    got = await (await client.get("/api/v1/calls/1700000000.6", headers=staff)).json()
+    assert [(x["id"], x["text"]) for x in got["transcripts"]] == [(kept["id"], said.text)]
+    assert (await client.get("/api/v1/calls/1700000000.6")).status == 401
+
+
 @pytest.fixture
 async def staff(core: Core) -> dict[str, str]:
     return auth(await make_token(core, "calltaker", name="Lê Thị Cúc"))
