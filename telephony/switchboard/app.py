@@ -209,12 +209,27 @@ class Switchboard:
             if route in ("ivr", "record", "callback"):
                 # Registered now, not in the task: the caller's first key may come at once.
                 self._sessions[cid] = asyncio.Queue()
-            self._spawn(handler(channel, args[1:]))
+            self._spawn(self._guarded(route, cid, handler(channel, args[1:])))
         elif kind in CHANNEL_EVENTS:
             if (queue := self._sessions.get(cid)) is not None:
                 queue.put_nowait(event)
             if kind == "ChannelDestroyed" and cid in self._originated:
                 self._spawn(self._callback_not_answered(cid, int(channel_cause(event))))
+
+    async def _guarded(self, route: str, cid: str, work: Awaitable[None]) -> None:
+        """Run one route; whatever fails in it (the database, the core, a bug), the caller goes
+        on in the dialplan, whose fallback (the route's queue, a recorded message) serves them
+        without us — nobody is left in silence in Stasis. One place for every route."""
+        try:
+            await work
+        except ChannelGone:
+            pass  # the caller hung up meanwhile: a normal race
+        except Exception:
+            logger.exception("route %s failed on %s; the call goes on in the dialplan", route, cid)
+            self._sessions.pop(cid, None)
+            # A channel already back in the dialplan answers 404/409/422 here: nothing to do.
+            with contextlib.suppress(AriError):
+                await self._continue(cid)
 
     async def _emergency(self, channel: Mapping[str, Any], args: list[str]) -> None:
         # The caller goes on to the queue first; the record is written meanwhile.
@@ -587,13 +602,20 @@ class Switchboard:
         cb = await self.store.get_callback(callback_id)
         if cb is None:
             return
+        number = str(cb["ani"])
+        if not (number.isascii() and number.isdigit()):
+            # The store's policy let only digits through (callback_policy.decide); this is the
+            # last line before the trunk, where any other character changes what is dialled.
+            logger.error("call-back %d: refusing dial string %r", callback_id, number)
+            await self.store.attempt_finished(callback_id, "failed")
+            return
         channel_id = f"callback-{callback_id}-{cb['attempts']}"
         self._originated[channel_id] = callback_id
         try:
             await self.ari.request(
                 "POST",
                 "/channels",
-                endpoint=f"PJSIP/{cb['ani']}@trunk",
+                endpoint=f"PJSIP/{number}@trunk",
                 app=self.ari.app,
                 appArgs=f"callback,{callback_id},{cb['service']}",
                 callerId=cb["service"],

@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from ioc_core.access.roles import SYSTEM
 from ioc_core.api import InProcessCoreApi
@@ -283,6 +284,56 @@ async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_ba
             joined["arrived_at"]
         )
         assert heard.total_seconds() > 3, "the greeting plays before the queue"
+    finally:
+        uas.kill()
+        await uas.wait()
+
+
+async def test_defect_10_a_1022_caller_reaches_the_queue_when_the_store_fails(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails as the call arrives: the route cannot record it, and the caller
+    still goes on to the dialplan's queue and reaches the agent (never silence in Stasis)."""
+    phone = hub.phone()
+    await phone.astart()
+    try:
+        await hub.sb.desk.login("1001")
+
+        async def unavailable(*_a: Any, **_k: Any) -> None:
+            raise OperationalError("INSERT INTO calls ...", {}, OSError("database unavailable"))
+
+        monkeypatch.setattr(hub.store, "record", unavailable)
+        caller = await hub.caller("1022", "0912000010").start()
+        answered = await phone.wait_for_call(state="answered", timeout_s=20)
+        assert answered.from_user == "0912000010"
+        phone.hangup()
+        assert await caller.done() == 0
+    finally:
+        await phone.astop()
+
+
+async def test_defect_12_an_international_caller_is_not_dialled_back(hub: Hub) -> None:
+    """An abandoned emergency call from abroad: its call-back item waits for a person with the
+    reason, and the trunk sees no call."""
+    uas = await _answering_citizen()
+    try:
+        gave_up = await hub.caller("113", "+12025550123", hold_ms=1500).start()
+        assert await gave_up.done() == 0
+
+        async def refused() -> dict[str, Any] | None:
+            items = await hub.store.list_callbacks()
+            item = next((i for i in items if i["ani"] == "+12025550123"), None)
+            return item if item and item["last_outcome"] == "refused" else None
+
+        item = await wait_until(refused, 10, "the call-back refused for a person")
+        assert item["status"] == "pending" and not item["automatic"] and item["attempts"] == 0
+        assert "+12025550123" in item["note"]
+        # The switchboard's loop runs every second: three more rounds place nothing.
+        await asyncio.sleep(3)
+        assert (await hub.store.get_callback(item["id"]) or {})["attempts"] == 0
+        calls = await hub.store.list_calls(service="113")
+        assert not [c for c in calls if c["direction"] == "callback"]
+        assert uas.returncode is None, "the citizen's side got no INVITE"
     finally:
         uas.kill()
         await uas.wait()
