@@ -176,7 +176,9 @@ class SwitchboardSettings:
         )
 
 
-def _allowed(env: Mapping[str, str], default: list[str] | tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+def _allowed(
+    env: Mapping[str, str], default: list[str] | tuple[str, ...]
+) -> tuple[re.Pattern[str], ...]:
     raw = env.get("IOC_CALLBACK_ALLOWED", "")
     patterns = raw.split() if raw.strip() else [str(p) for p in default]
     try:

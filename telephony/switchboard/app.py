@@ -41,6 +41,7 @@ from telephony.switchboard.audiosocket import AudioSocketServer
 from telephony.switchboard.live import PREFIX as TAP_PREFIX
 from telephony.switchboard.live import LiveTaps, owned, remove_leftovers
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
+from telephony.switchboard.supervise import DEFAULT_BACKOFF, Backoff, Health, retry, supervise
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Switchboard:
         live_max: int = 0,
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         """`live_max`: callers transcribed live at once (needs `stt`); their audio comes to
         an AudioSocket server on 127.0.0.1:`audiosocket_port` (0: any free port)."""
@@ -136,24 +138,63 @@ class Switchboard:
         # Call id -> the transcription of the caller's description, until a draft takes it.
         self._descriptions: dict[str, asyncio.Task[Description | None]] = {}
         self._keywords: dict[str, list[str]] | None = None  # the catalogue's, fetched once
+        self.health = Health(clock=clock)
+        self._backoff = backoff
+        self._catching_up: dict[str, asyncio.Task[Any]] = {}  # on-connect work being retried
 
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
-        await self.store.warm()
+        """Run until cancelled. Every part is supervised (restarted after a failure, with a
+        growing pause) and the start-up work is retried until the database answers: nothing
+        here may end the switchboard for good (ADR 0017). Calls do not wait for the start-up:
+        Asterisk must reach us while the database is still coming back."""
         if self._live is not None:
             try:
                 await self._live.start()
             except OSError as exc:  # the port is taken: calls matter more than transcripts
                 logger.error("live transcripts off: AudioSocket server cannot start (%s)", exc)
                 self._live = None
+        ari_caught_up = self._after_connect("ari-catch-up", self.ari_connected)
+        ami_caught_up = self._after_connect("ami-catch-up", self.ami_connected)
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            "start-up": self._start_up,
+            "ari": lambda: self.ari.run(self.on_ari, on_connect=ari_caught_up),
+            "ami": lambda: self.ami.run(self.on_ami, on_connect=ami_caught_up),
+            "callbacks": self._callback_loop,
+            "positions": self._position_loop,
+        }
         await asyncio.gather(
-            self.ari.run(self.on_ari, on_connect=self.ari_connected),
-            self.ami.run(self.on_ami, on_connect=self.ami_connected),
-            self._callback_loop(),
-            self._position_loop(),
-        )
+            *(supervise(name, part, health=self.health, backoff=self._backoff)
+              for name, part in parts.items())
+        )  # fmt: skip
+
+    async def _start_up(self) -> None:
+        """Once per start: attempts a dead process left ringing go back to pending."""
+        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
+        await self.store.warm()
+
+    def _after_connect(
+        self, name: str, work: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """`work` after each (re)connection; when it fails (the database is down), the link
+        still serves calls and the work is retried in the background until it succeeds."""
+
+        async def caught_up() -> None:
+            if (earlier := self._catching_up.pop(name, None)) is not None:
+                earlier.cancel()  # a newer connection re-reads everything anyway
+            try:
+                await work()
+            except Exception as exc:
+                self.health.failed(name, exc)
+                logger.exception("%s failed; retrying in the background", name)
+                self._catching_up[name] = self._spawn(
+                    retry(name, work, health=self.health, backoff=self._backoff)
+                )
+            else:
+                self.health.done(name)
+
+        return caught_up
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
