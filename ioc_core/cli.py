@@ -8,9 +8,11 @@ import gc
 import json
 import logging
 import multiprocessing
+import multiprocessing.connection
 import os
 import signal
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -120,23 +122,74 @@ def cmd_run(args: argparse.Namespace) -> int:
         _event_loop_run(_serve(settings, reuse_port=False, announce=True))
         return 0
     # Several processes share the port (SO_REUSEPORT): the kernel spreads connections.
+    return _supervise_workers(settings, workers)
+
+
+WORKER_BACKOFF_S = (0.5, 30.0)  # first and longest pause before a dead worker starts again
+WORKER_HEALTHY_S = 60.0  # a worker that ran this long starts again after the first pause
+
+
+def _supervise_workers(settings: Settings, workers: int) -> int:
+    """Run the HTTP workers until SIGTERM/SIGINT; one that dies (killed, out of memory, a
+    crash) starts again after a growing pause. Worker 0 is the primary (it runs the feature
+    roles that exist once, such as the switchboard): without this a dead primary left the hub
+    answering HTTP with no switchboard, for good."""
     ctx = multiprocessing.get_context("spawn")
-    procs = [
-        ctx.Process(target=_worker, args=(settings, i == 0), daemon=False) for i in range(workers)
-    ]
-    for p in procs:
+    first, longest = WORKER_BACKOFF_S
+
+    def start(i: int) -> Any:
+        p = ctx.Process(target=_worker, args=(settings, i == 0), daemon=False)
         p.start()
+        return p
+
+    procs = {i: start(i) for i in range(workers)}
+    began = {i: time.monotonic() for i in procs}
+    pause = dict.fromkeys(procs, first)
+    due: dict[int, float] = {}  # worker -> when it starts again
+    stopping = False
 
     def _stop(_sig: int, _frame: Any) -> None:
-        for p in procs:
+        nonlocal stopping
+        stopping = True
+        for p in procs.values():
             if p.is_alive() and p.pid:
                 os.kill(p.pid, signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    for p in procs:
-        p.join()
-    return max((p.exitcode or 0) for p in procs)
+    while True:
+        alive = [p for p in procs.values() if p.is_alive()]
+        if stopping:
+            if not alive:
+                break
+        elif due:
+            now = time.monotonic()
+            for i in [i for i, at in due.items() if at <= now]:
+                del due[i]
+                procs[i], began[i] = start(i), time.monotonic()
+                logger.warning("HTTP worker %d started again (pid %s)", i, procs[i].pid)
+        if alive:
+            multiprocessing.connection.wait([p.sentinel for p in alive], timeout=0.5)
+        else:
+            time.sleep(0.1)
+        if stopping:
+            continue
+        for i, p in procs.items():
+            if i in due or p.is_alive():
+                continue
+            if time.monotonic() - began[i] >= WORKER_HEALTHY_S:
+                pause[i] = first
+            logger.error(
+                "HTTP worker %d%s (pid %s) exited with %s; starting it again in %.1fs",
+                i,
+                " (primary)" if i == 0 else "",
+                p.pid,
+                p.exitcode,
+                pause[i],
+            )
+            due[i] = time.monotonic() + pause[i]
+            pause[i] = min(pause[i] * 2, longest)
+    return max((p.exitcode or 0) for p in procs.values())
 
 
 # ----------------------------------------------------------------- admin commands

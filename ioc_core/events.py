@@ -77,6 +77,8 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     CALLBACK_CREATED: (1, frozenset({"callback_id", "call_id", "service", "reason", "automatic"})),
     CALLBACK_UPDATED: (1, frozenset({"callback_id", "call_id", "status", "attempts", "outcome"})),
     AGENT_STATE_CHANGED: (1, frozenset({"agent", "state", "previous", "reason"})),
-    CALL_TRANSCRIPT_FINAL: (1, frozenset({"call_id", "kind", "text", "engine", "model"})),
+    # A fact that a transcript was kept, never its words (events carry no reporter content):
+    # staff read the text through the calls API (`GET /api/v1/calls/{call_id}`).
+    CALL_TRANSCRIPT_FINAL: (2, frozenset({"call_id", "kind", "transcript_id", "engine", "model"})),
     CALL_TRANSCRIPT_PARTIAL: (1, frozenset({"call_id", "text", "start_s", "end_s", "engine"})),
 }

@@ -14,13 +14,15 @@ import os
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from ioc_core.api import CoreApi
 from ioc_core.api.openapi import contribute
-from ioc_core.api.web import PRIMARY, core_of, system_api
+from ioc_core.api.web import HEALTH_CHECKS, PRIMARY, core_of, system_api
 from ioc_core.config import ConfigError
+from ioc_core.db import utcnow
 from telephony.agi.fastagi import FastAgiServer
 from telephony.agi.lookups import SCRIPT, make_caller_lookup
 from telephony.ami.client import AmiClient
@@ -37,6 +39,7 @@ from telephony.speech.factory import configured_engine
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.app import IvrRunner, Switchboard
 from telephony.switchboard.blocked import BlockedNumbers
+from telephony.switchboard.supervise import publish, read_published, supervise
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +49,8 @@ SWITCHBOARD_SETTINGS: web.AppKey[SwitchboardSettings] = web.AppKey(
     "switchboard_settings", SwitchboardSettings
 )
 WRAPUP_S = 5  # queues.conf `wrapuptime`
+HEALTH_FILE = "switchboard-health.json"  # the primary worker's report, for the other workers
+HEALTH_EVERY_S = 5.0
 
 
 def attach(app: web.Application) -> None:
@@ -123,7 +128,17 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         raise ConfigError(f"IOC_SWITCHBOARD must be auto, on or off, got {mode!r}")
     state_dir = core.settings.data_dir / "asterisk"
     prepared = (state_dir / "secrets.json").exists()
-    if not app[PRIMARY] or mode == "off" or (mode == "auto" and not prepared):
+    health_file = state_dir / HEALTH_FILE
+    if mode == "off" or (mode == "auto" and not prepared):
+        yield
+        return
+    if not app[PRIMARY]:
+        # The switchboard runs in the primary worker; this one reports what it last wrote
+        # (or that it stopped writing: a dead or hung primary).
+        async def published() -> dict[str, Any]:
+            return read_published(health_file, now=utcnow(), stale_s=3 * HEALTH_EVERY_S)
+
+        app[HEALTH_CHECKS]["switchboard"] = published
         yield
         return
     asterisk = AsteriskSettings.from_env(state_dir)
@@ -148,7 +163,14 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         port=asterisk.agi_port,
     )
     await agi.start()
-    task = asyncio.create_task(sb.run())
+
+    async def report() -> dict[str, Any]:
+        return switchboard_report(sb, agi)
+
+    app[HEALTH_CHECKS]["switchboard"] = report
+    # Supervised: whatever escapes the switchboard's own supervision starts it again.
+    task = asyncio.create_task(supervise("switchboard", sb.run, health=sb.health))
+    publisher = asyncio.create_task(_publish_health(sb, agi, health_file))
     logger.info("switchboard started (FastAGI on 127.0.0.1:%d)", agi.port)
     # Calls Asterisk recorded while the hub was away get their records and call-backs.
     records = Reconciler(
@@ -158,11 +180,34 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         async with reconciling(records):
             yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        for t in (task, publisher):
+            t.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
         await sb.close()
         await agi.close()
+        health_file.unlink(missing_ok=True)
+
+
+def switchboard_report(sb: Switchboard, agi: FastAgiServer) -> dict[str, Any]:
+    """The switchboard's component of `/health`: ARI, AMI, FastAGI, Asterisk, the last error."""
+    return sb.health.report(
+        {
+            "ari": sb.ari.connected.is_set(),
+            "ami": sb.ami.connected.is_set(),
+            "fastagi": agi.listening,
+        }
+    )
+
+
+async def _publish_health(sb: Switchboard, agi: FastAgiServer, path: Path) -> None:
+    """For the other HTTP workers' `/health`: the primary's report, every HEALTH_EVERY_S."""
+    while True:
+        try:
+            await asyncio.to_thread(publish, path, switchboard_report(sb, agi))
+        except OSError:
+            logger.warning("cannot write %s", path, exc_info=True)
+        await asyncio.sleep(HEALTH_EVERY_S)
 
 
 def _stt(cache_dir: Path) -> SpeechEngine | None:

@@ -5,12 +5,14 @@ configuration reference is checked against it)."""
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ioc_core.config import ConfigError, Variable
+from telephony.calls.callback_policy import MAX_PER_HOUR_DEFAULT, NATIONAL_DEFAULT, compile_allowed
 
 SERVICES_FILE = Path(__file__).resolve().parents[1] / "dialplans" / "services.toml"
 
@@ -43,6 +45,18 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("IOC_CALLBACK_SPACING_S", "", "Seconds between call-back attempts (overrides).", int),
     Variable("IOC_CALLBACK_FIRST_DELAY_S", "", "Seconds before the first call-back.", int),
+    Variable(
+        "IOC_CALLBACK_ALLOWED",
+        "(Vietnamese national numbers)",
+        "Numbers called back automatically: patterns (space-separated), each matching a whole "
+        "number of digits; others wait for a person (overrides the file).",
+    ),
+    Variable(
+        "IOC_CALLBACK_MAX_PER_HOUR",
+        str(MAX_PER_HOUR_DEFAULT),
+        "Automatic call-backs to one number in an hour; more wait for a person (overrides).",
+        int,
+    ),
     Variable(
         "IOC_ASTERISK_TRUNK_CONTACT",
         "sip:127.0.0.1:5070",
@@ -107,6 +121,10 @@ class CallbackPolicy:
     spacing_s: float
     first_delay_s: float
     ring_s: int
+    # Only these numbers are dialled automatically (callback_policy.decide), at most
+    # `max_per_hour` times an hour each.
+    allowed: tuple[re.Pattern[str], ...] = ()
+    max_per_hour: int = MAX_PER_HOUR_DEFAULT
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +159,10 @@ class SwitchboardSettings:
                 spacing_s=_int(env, "IOC_CALLBACK_SPACING_S", cb["spacing_s"]),
                 first_delay_s=_int(env, "IOC_CALLBACK_FIRST_DELAY_S", cb["first_delay_s"]),
                 ring_s=int(cb["ring_s"]),
+                allowed=_allowed(env, cb.get("allowed", NATIONAL_DEFAULT)),
+                max_per_hour=_int(
+                    env, "IOC_CALLBACK_MAX_PER_HOUR", cb.get("max_per_hour", MAX_PER_HOUR_DEFAULT)
+                ),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"IOC_SERVICES_FILE {path}: missing or bad entry {exc}") from exc
@@ -157,6 +179,17 @@ class SwitchboardSettings:
             callback=policy,
             agent_names={k.strip(): v.strip() for k, v in names.items()},
         )
+
+
+def _allowed(
+    env: Mapping[str, str], default: list[str] | tuple[str, ...]
+) -> tuple[re.Pattern[str], ...]:
+    raw = env.get("IOC_CALLBACK_ALLOWED", "")
+    patterns = raw.split() if raw.strip() else [str(p) for p in default]
+    try:
+        return compile_allowed(patterns)
+    except ValueError as exc:
+        raise ConfigError(f"IOC_CALLBACK_ALLOWED: {exc}") from exc
 
 
 def _int(env: Mapping[str, str], name: str, default: int) -> int:

@@ -3,7 +3,9 @@ point group `ioc.web`, ADR 0011): the caller's identity, and the core behind the
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from aiohttp import web
 
@@ -14,6 +16,13 @@ from ioc_core.web.auth import principal_of
 from ioc_core.web.keys import CORE
 
 PRIMARY: web.AppKey[bool] = web.AppKey("primary", bool)  # the one worker that runs roles
+
+HealthCheck = Callable[[], Awaitable[dict[str, Any]]]
+# Components a feature adds to `/health` (name -> check), registered by its `ioc.web` entry
+# point: the core reports them without knowing the features. A check's `status` is ok,
+# degraded or down; a feature's trouble makes the hub degraded, never down (the core's own
+# API still serves).
+HEALTH_CHECKS: web.AppKey[dict[str, HealthCheck]] = web.AppKey("health_checks", dict)
 
 
 @dataclass(frozen=True)
@@ -46,4 +55,12 @@ def system_api(app: web.Application, *, name: str) -> InProcessCoreApi:
     return InProcessCoreApi(core=app[CORE], principal=Principal(role=Role.SERVICE, name=name))
 
 
-__all__ = ["PRIMARY", "Caller", "core_of", "require_staff", "system_api"]
+__all__ = [
+    "HEALTH_CHECKS",
+    "PRIMARY",
+    "Caller",
+    "HealthCheck",
+    "core_of",
+    "require_staff",
+    "system_api",
+]

@@ -72,6 +72,9 @@ class ReportIn(Strict):
     external_ref: str | None = Field(default=None, max_length=100)
     # A call-taker's draft (phone) may lack a location until it is submitted.
     draft: bool = False
+    # Staff-only text kept with the report as its first internal note (e.g. what a phone call
+    # told about the caller): never part of the public title or description.
+    internal_note: str = Field(default="", max_length=5000)
 
     @model_validator(mode="after")
     def _located(self) -> ReportIn:

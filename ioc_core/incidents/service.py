@@ -382,6 +382,8 @@ async def report_incident(
         # A draft is a call-taker's unfinished form (the switchboard creates it on behalf of
         # the agent who answered); no other role can see drafts, so none may create them.
         raise Forbidden("only staff create drafts", error_id="draft-not-allowed")
+    if data.internal_note:
+        _require(principal, NOTE_ROLES, "add an internal note")
     cat = await core.catalogue.category(data.category)
     await _check_location(core, data.location)
     if len(uploads) > core.settings.max_attachments:
@@ -456,6 +458,31 @@ async def report_incident(
             to_state=state.value,
             data={"category": cat.code, "attachments": len(rows)},
         )
+        notes: list[Entry] = []
+        if data.internal_note:
+            # Written with the incident (one statement), so caller details never wait in a
+            # public field for a second command that might not come.
+            notes.append(
+                Entry(
+                    id=new_id(),
+                    incident_id=inc.id,
+                    kind="note",
+                    body=data.internal_note,
+                    author=principal.name,
+                    author_role=principal.role.value,
+                    agency_code=principal.agency_code,
+                    created_at=now,
+                )
+            )
+            _append(
+                timeline,
+                inc,
+                at=now,
+                actor=principal,
+                channel=data.channel,
+                kind="note",
+                data={"entry_id": notes[0].id, "sha256": sha256_text(data.internal_note)},
+            )
         out = [
             _event(
                 ev.INCIDENT_CREATED,
@@ -472,7 +499,10 @@ async def report_incident(
         ]
         lookup = state is State.NEW and loc.has_point
         if not await _insert_unless_duplicate(
-            core, inc, lookup=lookup, groups=[[inc], [reporter], rows, timeline, outbox_rows(out)]
+            core,
+            inc,
+            lookup=lookup,
+            groups=[[inc], [reporter], rows, notes, timeline, outbox_rows(out)],
         ):
             async with transaction(core.sessions) as s:
                 primary = await _find_primary(core, s, inc) if lookup else None
@@ -487,14 +517,14 @@ async def report_incident(
                         note="",
                         inc_sink=timeline,
                     )
-                await insert_new(s, [[inc], [reporter], rows, timeline, outbox_rows(out)])
+                await insert_new(s, [[inc], [reporter], rows, notes, timeline, outbox_rows(out)])
     except BaseException:
         remove_files(root, written)
         raise
     core.relay.notify()
     # Everything the caller may render is in hand: no second round of queries.
     own = principal.role is Role.CITIZEN and bool(principal.subject)
-    return Detail(inc, [reporter], [], rows, [], primary, own)
+    return Detail(inc, [reporter], notes, rows, [], primary, own)
 
 
 # Built once: this runs for every report, and building the statement cost more than running it.

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from importlib.metadata import entry_points
 
 from aiohttp import web
 
-from ioc_core.api.web import PRIMARY
+from ioc_core.api.web import HEALTH_CHECKS, PRIMARY
 from ioc_core.http import (
     ERROR_RENDERERS,
     Renderer,
@@ -20,9 +21,20 @@ from ioc_core.sockets import SOCKETS, SocketGate, SocketLimits
 from ioc_core.web import open311, openapi, rest
 from ioc_core.web.keys import CORE
 
+logger = logging.getLogger(__name__)
+
 
 async def health(request: web.Request) -> web.Response:
     report = await request.app[CORE].health()
+    for name, check in request.app[HEALTH_CHECKS].items():
+        try:
+            component = await check()
+        except Exception as exc:  # a broken check says so; it never hides the others
+            logger.exception("health check %s failed", name)
+            component = {"status": "down", "error": str(exc)}
+        report["components"][name] = component
+        if component.get("status") != "ok" and report["status"] == "ok":
+            report["status"] = "degraded"  # a feature's trouble: the core still serves
     return json_response(report, status=200 if report["status"] != "down" else 503)
 
 
@@ -55,6 +67,7 @@ def make_app(core: Core, *, primary: bool = True, features: bool = True) -> web.
     app.add_routes(openapi.routes)
     app.add_routes(open311.routes)
     app[PRIMARY] = primary
+    app[HEALTH_CHECKS] = {}
     if features:
         for ep in sorted(entry_points(group="ioc.web"), key=lambda e: e.name):
             ep.load()(app)  # a feature adds its routes and its startup/cleanup hooks

@@ -283,6 +283,11 @@ class FastAgiServer:
         return self._port
 
     @property
+    def listening(self) -> bool:
+        """Started, not closed, and its serving thread alive (for `/health`)."""
+        return self._server is not None and self._thread is not None and self._thread.is_alive()
+
+    @property
     def active_sessions(self) -> int:
         with self._lock:
             return len(self._active)

@@ -109,7 +109,10 @@ class AriClient:
                 raise
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 logger.warning("ARI connection failed (%s); retrying in %.1fs", exc, backoff)
-            self.connected.clear()
+            finally:
+                # Whatever ended the connection (the caller's supervisor restarts us after
+                # anything else), nobody may believe it is still up.
+                self.connected.clear()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, self._max_backoff)
 

@@ -23,6 +23,7 @@ from ioc_core.db import transaction, utcnow
 from ioc_core.outbox import add_events, stage_events
 from nlu.keywords import emergency_service
 from telephony.agi.lookups import normalise_msisdn
+from telephony.calls.callback_policy import decide
 from telephony.calls.lifecycle import (
     AgentState,
     CallState,
@@ -35,6 +36,7 @@ from telephony.calls.lifecycle import (
 )
 from telephony.calls.models import Agent, Call, Callback, CallbackAttempt
 from telephony.calls.models import Transcript as TranscriptRow
+from telephony.i18n import said
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import Transcript as SpeechTranscript
 
@@ -513,8 +515,10 @@ class CallStore:
             return callback_view(cb) if cb else None
 
     async def due_callbacks(self, limit: int = 10) -> list[int]:
-        """Claim automatic call-backs whose next attempt is due (status -> calling)."""
+        """Claim automatic call-backs whose next attempt is due (status -> calling); those
+        the call-back policy refuses (callback_policy.decide) stay pending for a person."""
         now = self._clock()
+        policy = self._settings.callback
         async with transaction(self._sessions) as s:
             rows = (
                 await s.scalars(
@@ -530,13 +534,56 @@ class CallStore:
                     .with_for_update(skip_locked=True)
                 )
             ).all()
+            ids: list[int] = []
+            placed: dict[str, int] = {}  # this batch's own dials, per number
             for cb in rows:
+                if cb.ani not in placed:
+                    placed[cb.ani] = await self._placed_last_hour(s, cb.ani, now)
+                verdict = decide(
+                    cb.ani,
+                    allowed=policy.allowed,
+                    placed_last_hour=placed[cb.ani],
+                    max_per_hour=policy.max_per_hour,
+                )
+                if verdict.refusal is not None:
+                    await self._refuse(s, cb, verdict.refusal, placed[cb.ani], now)
+                    continue
+                placed[cb.ani] += 1
                 cb.status = CallbackStatus.CALLING
                 cb.attempts += 1
                 cb.updated_at = now
                 s.add(CallbackAttempt(callback_id=cb.id, by="auto", started_at=now))
-            ids = [cb.id for cb in rows]
+                ids.append(cb.id)
+        if len(ids) < len(rows):
+            self._committed()  # the refusals' events
         return ids
+
+    @staticmethod
+    async def _placed_last_hour(s: AsyncSession, ani: str, now: datetime) -> int:
+        """Automatic call-backs placed to `ani` in the hour before `now`, whatever the item."""
+        count = await s.scalar(
+            select(func.count())
+            .select_from(CallbackAttempt)
+            .join(Callback, Callback.id == CallbackAttempt.callback_id)
+            .where(
+                Callback.ani == ani,
+                CallbackAttempt.by == "auto",
+                CallbackAttempt.started_at > now - timedelta(hours=1),
+            )
+        )
+        return int(count or 0)
+
+    async def _refuse(
+        self, s: AsyncSession, cb: Callback, refusal: str, placed: int, now: datetime
+    ) -> None:
+        """The switchboard will not dial this item: it stays open for a person, saying why."""
+        logger.warning("call-back %d not placed automatically: %s", cb.id, refusal)
+        cb.automatic = False
+        cb.next_attempt_at = None
+        cb.last_outcome = "refused"
+        cb.note = said(f"callback.refused.{refusal}", number=cb.ani or "?", count=placed)
+        cb.updated_at = now
+        add_events(s, [self._callback_event(cb, await self._call_uid(s, cb))])
 
     async def attempt_started(self, callback_id: int, channel_uid: str) -> None:
         async with transaction(self._sessions) as s:
@@ -711,19 +758,29 @@ class CallStore:
                             updated_at=now,
                         )
                     )
+            await s.flush()
             if t is not None:
+                # No text on the bus (nor anything else the caller said): consumers that need
+                # the words read them through the calls API, as staff.
                 payload = {
                     "call_id": uid,
                     "kind": kind,
-                    "text": t.text,
+                    "transcript_id": row.id,
                     "engine": t.engine,
                     "model": t.model,
                 }
+                version, _keys = ev.SCHEMAS[ev.CALL_TRANSCRIPT_FINAL]
                 add_events(
                     s,
-                    [Event(name=ev.CALL_TRANSCRIPT_FINAL, payload=payload, correlation_id=uid)],
+                    [
+                        Event(
+                            name=ev.CALL_TRANSCRIPT_FINAL,
+                            payload=payload,
+                            correlation_id=uid,
+                            version=version,
+                        )
+                    ],
                 )
-            await s.flush()
             view = {
                 "id": row.id,
                 "call_id": uid,
@@ -748,6 +805,7 @@ class CallStore:
             )
             return [
                 {
+                    "id": r.id,  # what a call.transcript.final event names
                     "kind": r.kind,
                     "text": r.text,
                     "language": r.language,

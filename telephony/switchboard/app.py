@@ -41,6 +41,7 @@ from telephony.switchboard.audiosocket import AudioSocketServer
 from telephony.switchboard.live import PREFIX as TAP_PREFIX
 from telephony.switchboard.live import LiveTaps, owned, remove_leftovers
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
+from telephony.switchboard.supervise import DEFAULT_BACKOFF, Backoff, Health, retry, supervise
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ class Switchboard:
         live_max: int = 0,
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
+        backoff: Backoff = DEFAULT_BACKOFF,
     ) -> None:
         """`live_max`: callers transcribed live at once (needs `stt`); their audio comes to
         an AudioSocket server on 127.0.0.1:`audiosocket_port` (0: any free port)."""
@@ -136,24 +138,63 @@ class Switchboard:
         # Call id -> the transcription of the caller's description, until a draft takes it.
         self._descriptions: dict[str, asyncio.Task[Description | None]] = {}
         self._keywords: dict[str, list[str]] | None = None  # the catalogue's, fetched once
+        self.health = Health(clock=clock)
+        self._backoff = backoff
+        self._catching_up: dict[str, asyncio.Task[Any]] = {}  # on-connect work being retried
 
     # ------------------------------------------------------------------ running
 
     async def run(self) -> None:
-        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
-        await self.store.warm()
+        """Run until cancelled. Every part is supervised (restarted after a failure, with a
+        growing pause) and the start-up work is retried until the database answers: nothing
+        here may end the switchboard for good (ADR 0017). Calls do not wait for the start-up:
+        Asterisk must reach us while the database is still coming back."""
         if self._live is not None:
             try:
                 await self._live.start()
             except OSError as exc:  # the port is taken: calls matter more than transcripts
                 logger.error("live transcripts off: AudioSocket server cannot start (%s)", exc)
                 self._live = None
+        ari_caught_up = self._after_connect("ari-catch-up", self.ari_connected)
+        ami_caught_up = self._after_connect("ami-catch-up", self.ami_connected)
+        parts: dict[str, Callable[[], Awaitable[None]]] = {
+            "start-up": self._start_up,
+            "ari": lambda: self.ari.run(self.on_ari, on_connect=ari_caught_up),
+            "ami": lambda: self.ami.run(self.on_ami, on_connect=ami_caught_up),
+            "callbacks": self._callback_loop,
+            "positions": self._position_loop,
+        }
         await asyncio.gather(
-            self.ari.run(self.on_ari, on_connect=self.ari_connected),
-            self.ami.run(self.on_ami, on_connect=self.ami_connected),
-            self._callback_loop(),
-            self._position_loop(),
-        )
+            *(supervise(name, part, health=self.health, backoff=self._backoff)
+              for name, part in parts.items())
+        )  # fmt: skip
+
+    async def _start_up(self) -> None:
+        """Once per start: attempts a dead process left ringing go back to pending."""
+        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
+        await self.store.warm()
+
+    def _after_connect(
+        self, name: str, work: Callable[[], Awaitable[None]]
+    ) -> Callable[[], Awaitable[None]]:
+        """`work` after each (re)connection; when it fails (the database is down), the link
+        still serves calls and the work is retried in the background until it succeeds."""
+
+        async def caught_up() -> None:
+            if (earlier := self._catching_up.pop(name, None)) is not None:
+                earlier.cancel()  # a newer connection re-reads everything anyway
+            try:
+                await work()
+            except Exception as exc:
+                self.health.failed(name, exc)
+                logger.exception("%s failed; retrying in the background", name)
+                self._catching_up[name] = self._spawn(
+                    retry(name, work, health=self.health, backoff=self._backoff)
+                )
+            else:
+                self.health.done(name)
+
+        return caught_up
 
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
@@ -209,12 +250,27 @@ class Switchboard:
             if route in ("ivr", "record", "callback"):
                 # Registered now, not in the task: the caller's first key may come at once.
                 self._sessions[cid] = asyncio.Queue()
-            self._spawn(handler(channel, args[1:]))
+            self._spawn(self._guarded(route, cid, handler(channel, args[1:])))
         elif kind in CHANNEL_EVENTS:
             if (queue := self._sessions.get(cid)) is not None:
                 queue.put_nowait(event)
             if kind == "ChannelDestroyed" and cid in self._originated:
                 self._spawn(self._callback_not_answered(cid, int(channel_cause(event))))
+
+    async def _guarded(self, route: str, cid: str, work: Awaitable[None]) -> None:
+        """Run one route; whatever fails in it (the database, the core, a bug), the caller goes
+        on in the dialplan, whose fallback (the route's queue, a recorded message) serves them
+        without us — nobody is left in silence in Stasis. One place for every route."""
+        try:
+            await work
+        except ChannelGone:
+            pass  # the caller hung up meanwhile: a normal race
+        except Exception:
+            logger.exception("route %s failed on %s; the call goes on in the dialplan", route, cid)
+            self._sessions.pop(cid, None)
+            # A channel already back in the dialplan answers 404/409/422 here: nothing to do.
+            with contextlib.suppress(AriError):
+                await self._continue(cid)
 
     async def _emergency(self, channel: Mapping[str, Any], args: list[str]) -> None:
         # The caller goes on to the queue first; the record is written meanwhile.
@@ -510,13 +566,18 @@ class Switchboard:
         desc, pending = await self._description(call["id"])
         if desc is not None:
             lines += _description_lines(desc)
+        # What the call tells about the caller (number, earlier calls, other reports, their
+        # words) is staff-only: an internal note. The public title is the category's name
+        # (the core's default for an empty title) and the description stays for the
+        # call-taker to write, so a draft verified as it came shows nobody's number.
         report: dict[str, Any] = {
             "category": desc.category if desc and desc.category else service.category,
             "channel": "phone",
             "priority": "urgent" if desc and desc.emergency else service.priority,
             "language": call.get("language") or "vi",
-            "title": t("draft.title", service=service.name_vi, ani=ani or "?"),
-            "description": "\n".join(lines),
+            "title": "",
+            "description": "",
+            "internal_note": "\n".join(lines),
             "external_ref": f"call:{call['id']}",
             "draft": True,
         }
@@ -582,13 +643,20 @@ class Switchboard:
         cb = await self.store.get_callback(callback_id)
         if cb is None:
             return
+        number = str(cb["ani"])
+        if not (number.isascii() and number.isdigit()):
+            # The store's policy let only digits through (callback_policy.decide); this is the
+            # last line before the trunk, where any other character changes what is dialled.
+            logger.error("call-back %d: refusing dial string %r", callback_id, number)
+            await self.store.attempt_finished(callback_id, "failed")
+            return
         channel_id = f"callback-{callback_id}-{cb['attempts']}"
         self._originated[channel_id] = callback_id
         try:
             await self.ari.request(
                 "POST",
                 "/channels",
-                endpoint=f"PJSIP/{cb['ani']}@trunk",
+                endpoint=f"PJSIP/{number}@trunk",
                 app=self.ari.app,
                 appArgs=f"callback,{callback_id},{cb['service']}",
                 callerId=cb["service"],

@@ -162,3 +162,53 @@ def test_db_upgrade_is_idempotent(env: dict[str, str]) -> None:
     assert first.returncode == second.returncode == 0
     assert json.loads(first.stdout)["catalogue_loaded"]["categories"] > 40
     assert json.loads(second.stdout)["catalogue_loaded"] == {}
+
+
+def _workers(pid: int) -> set[int]:
+    """The HTTP worker processes of `ioc run` (its children, less multiprocessing's helper)."""
+    kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return {
+        int(k)
+        for k in kids
+        if "resource_tracker"
+        not in Path(f"/proc/{k}/cmdline").read_bytes().decode(errors="replace")
+    }
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_defect_11_killed_workers_the_primary_too_start_again(
+    pg_env: dict[str, str],
+) -> None:
+    port = free_port()
+    token = ioc(pg_env, "token", "create", "--role", "service").stdout.strip()
+    proc = subprocess.Popen(
+        [*IOC, "run", "--port", str(port), "--workers", "2"],
+        env=pg_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        asyncio.run(_exercise(port, token))
+
+        def two() -> set[int] | None:
+            now = _workers(proc.pid)
+            return now if len(now) == 2 else None
+
+        first = asyncio.run(wait_until(two, 30, "two workers"))
+        for pid in first:  # the primary (worker 0, the switchboard's) among them
+            os.kill(pid, signal.SIGKILL)
+
+        def replaced() -> set[int] | None:
+            now = _workers(proc.pid)
+            return now if len(now) == 2 and not now & first else None
+
+        asyncio.run(wait_until(replaced, 30, "both workers started again"))
+        asyncio.run(_exercise(port, token))
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "HTTP worker 0 (primary)" in out and "starting it again" in out

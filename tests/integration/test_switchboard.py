@@ -14,6 +14,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from ioc_core.access.roles import SYSTEM
 from ioc_core.api import InProcessCoreApi
@@ -206,8 +207,11 @@ async def test_an_emergency_call_overtakes_a_waiting_1022_call_and_opens_a_draft
         assert draft["state"] == "draft" and draft["channel"] == "phone"
         assert draft["category"] == "chay_no" and draft["priority"] == "urgent"
         assert draft["reporters"][0]["phone"] == "0912000002"
-        assert "0912000002" in draft["description"]
-        assert earlier["code"] in draft["description"], "the caller's open report is named"
+        # What the call tells about the caller is an internal note, never public text.
+        notes = "\n".join(n["body"] for n in draft["notes"])
+        assert "0912000002" in notes and "0912000002" not in draft["description"]
+        assert earlier["code"] in notes, "the caller's open report is named"
+        assert draft["title"] == "Cháy, nổ, cứu nạn cứu hộ"
 
         phone.hangup()
         assert await fire.done() == 0
@@ -283,6 +287,53 @@ async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_ba
     finally:
         uas.kill()
         await uas.wait()
+
+
+async def test_defect_10_a_1022_caller_reaches_the_queue_when_the_store_fails(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database fails as the call arrives: the route cannot record it, and the caller
+    still goes on to the dialplan's queue and reaches the agent (never silence in Stasis)."""
+    phone = hub.phone()
+    await phone.astart()
+    try:
+        await hub.sb.desk.login("1001")
+
+        async def unavailable(*_a: Any, **_k: Any) -> None:
+            raise OperationalError("INSERT INTO calls ...", {}, OSError("database unavailable"))
+
+        monkeypatch.setattr(hub.store, "record", unavailable)
+        caller = await hub.caller("1022", "0912000010").start()
+        answered = await phone.wait_for_call(state="answered", timeout_s=20)
+        assert answered.from_user == "0912000010"
+        phone.hangup()
+        assert await caller.done() == 0
+    finally:
+        await phone.astop()
+
+
+async def test_defect_12_an_international_caller_is_not_dialled_back(hub: Hub) -> None:
+    """An abandoned emergency call from abroad: its call-back item waits for a person with the
+    reason, and nothing is dialled (an attempt is counted before every dial)."""
+    gave_up = await hub.caller("113", "+12025550123", hold_ms=1500).start()
+    assert await gave_up.done() == 0
+
+    async def refused() -> dict[str, Any] | None:
+        items = await hub.store.list_callbacks()
+        item = next((i for i in items if i["ani"] == "+12025550123"), None)
+        return item if item and item["last_outcome"] == "refused" else None
+
+    item = await wait_until(refused, 10, "the call-back refused for a person")
+    assert item["status"] == "pending" and not item["automatic"] and item["attempts"] == 0
+    assert "+12025550123" in item["note"]
+    # The switchboard's loop runs every second: a few more rounds place nothing.
+    for _ in range(3):
+        await asyncio.sleep(1)
+        channels = await hub.sb.ari.request("GET", "/channels")
+        assert not [c for c in channels if str(c["id"]).startswith("callback-")]
+    assert (await hub.store.get_callback(item["id"]) or {})["attempts"] == 0
+    calls = await hub.store.list_calls(service="113")
+    assert not [c for c in calls if c["direction"] == "callback"]
 
 
 async def _answering_citizen() -> asyncio.subprocess.Process:
@@ -485,9 +536,10 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
         staff = InProcessCoreApi(core=hub.core, principal=SYSTEM).calltaker("kiểm tra")
         draft = await staff.get_incident(code)
         # The caller's words, the category they suggest and the emergency they name.
-        assert "fire" in draft["description"].lower()
+        notes = "\n".join(n["body"] for n in draft["notes"])
+        assert "fire" in notes.lower() and "fire" not in draft["description"].lower()
         assert draft["category"] == "chay_no.chay" and draft["priority"] == "urgent"
-        assert "114" in draft["description"]
+        assert "114" in notes
         (kept,) = [t for t in await hub.store.transcripts(call["id"]) if t["kind"] == "ivr"]
         assert kept["audio_path"] == f"recording/ioc-describe/{call['id']}.wav"
         assert kept["language"] == "en" and kept["engine"] == "faster-whisper"

@@ -115,6 +115,69 @@ async def test_live_transcript_events(settings: Settings) -> None:
         assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
 
 
+async def test_defect_05_transcript_event_carries_no_text(
+    settings: Settings, client: TestClient[Any, Any], core: Core
+) -> None:
+    """What a caller said stays off the bus; staff read it through the calls API."""
+    async with _core_seeing(settings, "call.transcript.final") as (other, seen):
+        store = _store(other)
+        await _answered(store, "1700000000.5", "0912000555")
+        said = SpeechTranscript(
+            text="nhà tôi bị cháy ở số 5 Lê Lợi", language="vi", engine="fake", model="m",
+            duration_s=2.5, elapsed_s=0.2,
+        )  # fmt: skip
+        for kind in ("message", "ivr", "live"):
+            await store.add_transcript(
+                "1700000000.5", kind=kind, audio_path="x.wav", language="vi", transcript=said
+            )
+        await wait_until(lambda: len(seen) >= 3 or None, what="three final events")
+        for e in seen:
+            version, keys = ev.SCHEMAS[e.name]
+            assert e.version == version == 2 and keys <= set(e.payload), e.payload
+            flat = str(e.to_dict())
+            assert "cháy" not in flat and "Lê Lợi" not in flat, "no words on the bus"
+            assert "0912000555" not in flat and "text" not in e.payload
+    # The words are one authorised read away: the event names the transcript.
+    store = _store(core)
+    await _answered(store, "1700000000.6", "0912000666")
+    kept = await store.add_transcript(
+        "1700000000.6", kind="ivr", audio_path="y.wav", language="vi", transcript=said
+    )
+    staff = auth(await make_token(core, "calltaker"))
+    got = await (await client.get("/api/v1/calls/1700000000.6", headers=staff)).json()
+    assert [(x["id"], x["text"]) for x in got["transcripts"]] == [(kept["id"], said.text)]
+    assert (await client.get("/api/v1/calls/1700000000.6")).status == 401
+
+
+async def test_defect_12_refused_call_backs_wait_for_a_person_with_the_reason(
+    core: Core,
+) -> None:
+    store = _store(core, IOC_CALLBACK_FIRST_DELAY_S="0", IOC_CALLBACK_MAX_PER_HOUR="2")
+    # Abroad, withheld-but-garbled, and one national number that abandons three times.
+    await _abandoned(store, "3.1", "113", "+1 202 555 0123")
+    await _abandoned(store, "3.2", "114", "12#34*56")
+    for n in range(3):
+        await _abandoned(store, f"3.{3 + n}", "115", "0912000333")
+    items = {i["call_id"]: i for i in await store.list_callbacks()}
+    assert len(items) == 5 and all(i["automatic"] for i in items.values())
+
+    claimed = await store.due_callbacks()
+    assert len(claimed) == 2, "two automatic call-backs an hour to one number, no more"
+    dialled = {(await store.get_callback(i) or {})["ani"] for i in claimed}
+    assert dialled == {"0912000333"}
+    assert await store.due_callbacks() == []  # and none later: the rest wait for a person
+    for item in await store.list_callbacks():
+        if item["id"] in claimed:
+            continue
+        # Never dropped: still open, no longer automatic, with the reason for the person.
+        assert item["status"] == "pending" and not item["automatic"], item
+        assert item["last_outcome"] == "refused" and item["attempts"] == 0
+        assert "Không gọi lại tự động" in item["note"] and "Not called back" in item["note"]
+    notes = {i["ani"]: i["note"] for i in await store.list_callbacks()}
+    assert "danh sách số được phép" in notes["+12025550123"]
+    assert "hợp lệ" in notes["12#34*56"]
+
+
 @pytest.fixture
 async def staff(core: Core) -> dict[str, str]:
     return auth(await make_token(core, "calltaker", name="Lê Thị Cúc"))
