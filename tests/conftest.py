@@ -41,6 +41,17 @@ async def _pg(sql: str) -> None:
         await conn.close()
 
 
+async def database_accepts(name: str, *, up: bool) -> None:
+    """A real PostgreSQL outage for one test database: it refuses new connections, and the
+    open ones are terminated (as a stopped server would drop them); `up=True` ends it."""
+    await _pg(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"true" if up else "false"}')
+    if not up:
+        await _pg(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
+        )
+
+
 def make_settings(data_dir: Path, url: str, **over: Any) -> Settings:
     return Settings.from_env(
         {"IOC_DATA_DIR": str(data_dir), "IOC_DATABASE_URL": url, "IOC_AREA_PROVINCES": "75"}, **over

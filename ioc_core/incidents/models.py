@@ -114,7 +114,8 @@ class Reporter(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
     name: Mapped[str] = mapped_column(String(200), default="")
-    phone: Mapped[str] = mapped_column(String(32), default="")
+    # Indexed: every incoming call looks up the caller's earlier reports by number.
+    phone: Mapped[str] = mapped_column(String(32), default="", index=True)
     email: Mapped[str] = mapped_column(String(254), default="")  # RFC 5321 path limit
     channel: Mapped[str] = mapped_column(String(16))
     channel_user_id: Mapped[str] = mapped_column(String(200), default="")

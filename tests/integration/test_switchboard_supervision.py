@@ -10,7 +10,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import text
@@ -25,7 +24,7 @@ from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.ivr.prompts import ensure_prompts
 from telephony.settings import SwitchboardSettings
-from tests.conftest import PG_ADMIN, make_settings
+from tests.conftest import database_accepts, make_settings
 from tests.helpers import wait_until
 
 pytestmark = pytest.mark.asterisk
@@ -60,23 +59,6 @@ def settings(
     return make_settings(tmp_path / "data", database_url)
 
 
-async def _admin(sql: str) -> None:
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-async def _database(name: str, *, up: bool) -> None:
-    await _admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {"true" if up else "false"}')
-    if not up:  # and the pool's open connections die with it
-        await _admin(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            f"WHERE datname = '{name}' AND pid <> pg_backend_pid()"
-        )
-
-
 async def _switchboard(client: TestClient[Any, Any]) -> dict[str, Any] | None:
     answer = await client.get("/health")
     component: dict[str, Any] | None = (await answer.json())["components"].get("switchboard")
@@ -105,7 +87,7 @@ async def test_defect_11_the_switchboard_survives_a_database_outage_and_says_so(
         )
     (stale,) = await store.list_callbacks(status=["calling"])
 
-    await _database(name, up=False)
+    await database_accepts(name, up=False)
     try:
         async with TestClient(TestServer(make_app(core), host="127.0.0.1")) as client:
 
@@ -126,7 +108,7 @@ async def test_defect_11_the_switchboard_survives_a_database_outage_and_says_so(
             assert down["last_error"] and down["last_error"]["error"]
             assert down["parts"]["start-up"]["last_error"]
 
-            await _database(name, up=True)
+            await database_accepts(name, up=True)
 
             async def recovered() -> dict[str, Any] | None:
                 sb = await _switchboard(client)
@@ -143,4 +125,4 @@ async def test_defect_11_the_switchboard_survives_a_database_outage_and_says_so(
             back = await store.get_callback(stale["id"])
             assert back is not None and back["status"] == "pending"
     finally:
-        await _database(name, up=True)
+        await database_accepts(name, up=True)
