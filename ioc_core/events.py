@@ -80,5 +80,6 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     # A fact that a transcript was kept, never its words (events carry no reporter content):
     # staff read the text through the calls API (`GET /api/v1/calls/{call_id}`).
     CALL_TRANSCRIPT_FINAL: (2, frozenset({"call_id", "kind", "transcript_id", "engine", "model"})),
-    CALL_TRANSCRIPT_PARTIAL: (1, frozenset({"call_id", "text", "start_s", "end_s", "engine"})),
+    # Likewise for what a live tap is hearing: the words are the call's `live` in that API.
+    CALL_TRANSCRIPT_PARTIAL: (2, frozenset({"call_id", "start_s", "end_s", "engine"})),
 }

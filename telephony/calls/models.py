@@ -60,6 +60,9 @@ class Call(TelephonyBase):
     queued_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     answered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # What a live tap is hearing now (the latest partial: text, start_s, end_s, engine), for
+    # staff through the calls API; cleared when the utterance's final transcript is kept.
+    live: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
 
 class Callback(TelephonyBase):

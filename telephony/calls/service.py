@@ -94,6 +94,7 @@ def call_view(c: Call | SimpleNamespace, now: datetime | None = None) -> dict[st
         "queued_at": _iso(c.queued_at),
         "answered_at": _iso(c.answered_at),
         "ended_at": _iso(c.ended_at),
+        "live": c.live,
     }
 
 
@@ -687,9 +688,12 @@ class CallStore:
     async def add_partial(
         self, uid: str, *, text: str, start_s: float, end_s: float, engine: str
     ) -> None:
-        """A live partial result: an event for the consoles, not a row (the final one is)."""
-        payload = {"call_id": uid, "text": text, "start_s": start_s, "end_s": end_s}
+        """A live partial result: the call's `live` (read by staff through the calls API) and
+        an event that names it without its words (events carry no caller content)."""
+        payload = {"call_id": uid, "start_s": start_s, "end_s": end_s}
+        live = payload | {"text": text, "engine": engine}
         async with transaction(self._sessions) as s:
+            await s.execute(update(Call).where(Call.uid == uid).values(live=live))
             add_events(
                 s,
                 [
@@ -697,6 +701,7 @@ class CallStore:
                         name=ev.CALL_TRANSCRIPT_PARTIAL,
                         payload=payload | {"engine": engine},
                         correlation_id=uid,
+                        version=ev.SCHEMAS[ev.CALL_TRANSCRIPT_PARTIAL][0],
                     )
                 ],
             )
@@ -734,6 +739,8 @@ class CallStore:
             s.add(row)
             call_id = await s.scalar(select(Call.id).where(Call.uid == uid))
             urgent = emergency_service(t.text) if t is not None else None
+            if kind == "live" and call_id is not None:  # the utterance heard live is now kept
+                await s.execute(update(Call).where(Call.id == call_id).values(live=None))
             if t is not None and kind == "message" and call_id is not None:
                 await s.execute(
                     update(Callback).where(Callback.call_id == call_id).values(transcript=t.text)

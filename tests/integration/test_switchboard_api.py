@@ -94,6 +94,12 @@ async def test_live_transcript_events(settings: Settings) -> None:
         await store.add_partial(
             "1700000000.2", text="cháy ở chợ", start_s=1.0, end_s=2.0, engine="fake"
         )
+        # Staff read what the tap hears through the calls API; the event names it only.
+        call = await store.get_call("1700000000.2")
+        assert call is not None and call["live"] == {
+            "call_id": "1700000000.2", "text": "cháy ở chợ", "start_s": 1.0, "end_s": 2.0,
+            "engine": "fake",
+        }  # fmt: skip
         said = SpeechTranscript(
             text="cháy ở chợ Đồng Xoài", language="vi", engine="fake", model="m",
             duration_s=2.5, elapsed_s=0.2,
@@ -112,7 +118,10 @@ async def test_live_transcript_events(settings: Settings) -> None:
             assert e.version == version and keys <= set(e.payload), e.name
             assert "0912000222" not in str(e.payload)
         assert seen[0].payload["start_s"] == 1.0 and seen[1].payload["kind"] == "live"
+        assert all("cháy" not in str(e.payload) for e in seen), "no caller's words on the bus"
         assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
+        call = await store.get_call("1700000000.2")
+        assert call is not None and call["live"] is None, "the final replaced the partial"
 
 
 async def test_defect_05_transcript_event_carries_no_text(
