@@ -99,7 +99,7 @@ from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.prompts import ensure_prompts
-from telephony.softphone.agent_phone import AgentPhone
+from tests.sip.agent_phone import AgentPhone
 
 logger = logging.getLogger("bench.switchboard")
 
