@@ -1,5 +1,5 @@
 """`python -m bench.switchboard [--quick] [--out results.json]`: the switchboard against bare
-Asterisk, measured in the same run on the same Asterisk (issue #3).
+Asterisk, measured in the same run on the same Asterisk.
 
 What runs
 ---------
