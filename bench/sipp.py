@@ -2,7 +2,8 @@
 
 A run is one `sipp` process (uac) placing calls to one number at a fixed rate, each from its
 own caller number (`-inf`, a 10-digit Vietnamese mobile number, so the switchboard's caller
-look-up really queries the database). What comes back (`SippRun`) is read from SIPp's own
+look-up really queries the database); the scenario is the tests' caller (`tests.sip.sipp`,
+one builder for both). What comes back (`SippRun`) is read from SIPp's own
 files: the final statistics line (`-trace_stat`: calls, failures, retransmissions), the
 response times of INVITE -> 200 OK (`-trace_rtt`, whole milliseconds) and, when asked, the
 send time of every INVITE (`-trace_msg`, microseconds, wall clock).
@@ -20,21 +21,16 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SIPP = "sipp"
+from tests.sip.sipp import caller_scenario as shared_scenario
+from tests.sip.sipp import free_udp_port
 
-_HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
-      From: <sip:[field0]@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
-      To: <sip:[service]@[remote_ip]:[remote_port]>{peer}
-      Call-ID: [call_id]
-      Contact: <sip:[field0]@[local_ip]:[local_port]>
-      Max-Forwards: 70"""
+SIPP = "sipp"
 
 
 def available() -> bool:
@@ -49,78 +45,10 @@ def version() -> str:
     return found.group(0) if found else "?"
 
 
-def caller_scenario(*, hold_ms: int, audio: Path | None, loops: int = -1) -> str:
-    """INVITE (PCMU), wait for the 200 (response time 1 = INVITE -> 200), ACK, stay `hold_ms`
-    (sending `audio` `loops` times, -1: until the end), then BYE — or accept Asterisk's BYE if it
-    comes first. Callers send audio as phones do: Asterisk's Answer() waits up to 500 ms for
-    the caller's first voice frame before the dialplan goes on (measured: a silent SIPp caller
-    reached the agents 500 ms late).
-
-    With audio the SDP names the port SIPp's rtp_stream really sends from
-    (`[rtpstream_audio_port]`): with `[auto_media_port]` it sent from another port, and
-    Asterisk's strict RTP took ~100 ms (its probation) to accept that source, which delayed
-    Answer() — a SIPp artefact, not what a phone does. Without audio the SDP names the one
-    `-mp` socket SIPp binds for every call, so the audio Asterisk sends (music on hold,
-    prompts) lands in a bound socket and is dropped there."""
-    head = _HEAD.format(peer="")
-    dialog = _HEAD.format(peer="[peer_tag_param]")
-    media = audio is not None
-    port = "[rtpstream_audio_port]" if media else "[media_port]"
-    play = f'<exec rtp_stream="{audio},{loops},0"/>'
-    start = f"<nop><action>{play}</action></nop>" if media else ""
-    stop = '<nop><action><exec rtp_stream="pause"/></action></nop>' if media else ""
-    return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
-<scenario name="bench caller">
-  <send retrans="500" start_rtd="1"><![CDATA[
-      INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {head}
-      CSeq: 1 INVITE
-      Content-Type: application/sdp
-      Content-Length: [len]
-
-      v=0
-      o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
-      s=-
-      c=IN IP[local_ip_type] [local_ip]
-      t=0 0
-      m=audio {port} RTP/AVP 0
-      a=rtpmap:0 PCMU/8000
-      a=ptime:20
-  ]]></send>
-  <recv response="100" optional="true"/>
-  <recv response="180" optional="true"/>
-  <recv response="183" optional="true"/>
-  <recv response="200" rtd="1"/>
-  <send><![CDATA[
-      ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {dialog}
-      CSeq: 1 ACK
-      Content-Length: 0
-  ]]></send>
-  {start}
-  <recv request="BYE" timeout="{hold_ms}" ontimeout="hangup"/>
-  {stop}
-  <send next="end"><![CDATA[
-      SIP/2.0 200 OK
-      [last_Via:]
-      [last_From:]
-      [last_To:]
-      [last_Call-ID:]
-      [last_CSeq:]
-      Content-Length: 0
-  ]]></send>
-  <label id="hangup"/>
-  {stop}
-  <send retrans="500"><![CDATA[
-      BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
-      {dialog}
-      CSeq: 2 BYE
-      Content-Length: 0
-  ]]></send>
-  <recv response="200"/>
-  <label id="end"/>
-</scenario>
-"""
+def caller_scenario(*, hold_ms: int, audio: Path, loops: int = -1) -> str:
+    """The tests' caller (`tests.sip.sipp`), numbered from the injection file, sending `audio`
+    `loops` times (-1: until it hangs up) as a phone does: the load is real calls with voice."""
+    return shared_scenario(hold_ms=hold_ms, stream=audio, loops=loops)
 
 
 def make_audio(target: Path, source: Path | None, seconds: float) -> Path:
@@ -148,12 +76,6 @@ def write_callers(path: Path, *, prefix: int, count: int) -> None:
 
 def caller_number(prefix: int, index: int) -> str:
     return f"09{prefix:02d}{index:06d}"
-
-
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

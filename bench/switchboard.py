@@ -1,5 +1,5 @@
 """`python -m bench.switchboard [--quick] [--out results.json]`: the switchboard against bare
-Asterisk, measured in the same run on the same Asterisk (issue #3).
+Asterisk, measured in the same run on the same Asterisk.
 
 What runs
 ---------
@@ -99,7 +99,7 @@ from telephony.asterisk.chroot import ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.prompts import ensure_prompts
-from telephony.softphone.agent_phone import AgentPhone
+from tests.sip.agent_phone import AgentPhone
 
 logger = logging.getLogger("bench.switchboard")
 

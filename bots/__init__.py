@@ -1,1 +1,3 @@
-"""bots package — see ARCHITECTURE.md; filled by later issues."""
+"""The chatbots: one conversation engine behind Telegram, Zalo OA and the web chat.
+
+Where each part lives: docs/architecture.md."""

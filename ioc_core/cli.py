@@ -372,7 +372,7 @@ def parser() -> argparse.ArgumentParser:
         "--role",
         choices=["all", "core"],
         default="all",
-        help="which role to run (later issues add telephony, bots, ...)",
+        help="which role to run (today both run the whole hub, feature packages included)",
     )
     run.add_argument("--port", type=int, help="HTTP port (default IOC_HTTP_PORT or 8080)")
     run.add_argument("--workers", type=int, help="HTTP worker processes (IOC_HTTP_WORKERS)")

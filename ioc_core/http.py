@@ -220,7 +220,8 @@ def loads_json(raw: bytes | str, *, what: str = "body", check_text: bool = True)
 @web.middleware
 async def text_guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Path segments and query parameters of every route, core and features alike, refused
-    before any handler can pass them to the database (a NUL in `/incidents/{ref}` was a 500)."""
+    before any handler can pass them to the database (a NUL in `/incidents/{ref}` would be a
+    500)."""
     refuse_forbidden_fields(request.match_info.items(), where="path parameter ")
     refuse_forbidden_fields(request.query.items(), where="query parameter ")
     return await handler(request)

@@ -1,1 +1,3 @@
-"""nlu package — see ARCHITECTURE.md; filled by later issues."""
+"""Understanding citizens' words: the Rasa project, its client and the emergency pre-check.
+
+Where each part lives: docs/architecture.md."""

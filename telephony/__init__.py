@@ -1,1 +1,3 @@
-"""telephony package — see ARCHITECTURE.md; filled by later issues."""
+"""The switchboard: Asterisk, its call router, voice menus, call records and speech.
+
+Where each part lives: docs/architecture.md."""

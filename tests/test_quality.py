@@ -32,3 +32,26 @@ def test_tool_is_clean(command: list[str]) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+# Rooms not split yet; each leaves this list once it is (the test says when).
+OVER_600_LINES = {
+    "ioc_core/incidents/service.py",  # split into commands, duplicate search, queries
+    "telephony/switchboard/app.py",  # split by route (docs/architecture.md)
+    "telephony/calls/service.py",  # calls, call-backs, transcripts, agents: not split yet
+}
+
+
+def test_i12_07_no_production_module_over_600_lines() -> None:
+    """A module past 600 lines in a production package is split along its concerns
+    (docs/architecture.md); tests, benchmarks and migrations aside."""
+    sizes = {
+        path.relative_to(ROOT).as_posix(): len(path.read_text("utf-8").splitlines())
+        for package in ("ioc_core", "telephony", "bots", "nlu")
+        for path in (ROOT / package).rglob("*.py")
+        if "migrations" not in path.parts
+    }
+    too_long = {name: n for name, n in sizes.items() if n > 600 and name not in OVER_600_LINES}
+    assert not too_long, f"split these modules: {too_long}"
+    done = {name for name in OVER_600_LINES if sizes.get(name, 0) <= 600}
+    assert not done, f"now under 600 lines, remove from OVER_600_LINES: {done}"

@@ -1,18 +1,7 @@
 """Zalo Official Account, API v3, over plain HTTP (no official Python SDK exists).
 
-Facts this relies on (developers.zalo.me, the official Java SDK's v3 samples, and production
-integrations; see docs/adr/0016):
-- webhooks are signed: `X-ZEvent-Signature: mac=<hex sha256(app_id + raw body + timestamp +
-  OA secret key)>` — a plain digest, not an HMAC, over the body exactly as received, with
-  the `timestamp` field of that body (a string of epoch milliseconds);
-- ids are numeric strings longer than 53 bits: never parsed as numbers;
-- `user_send_location` coordinates come as strings; images as a URL fetched with plain GET;
-- customer-service messages: `POST /v3.0/oa/message/cs` with header `access_token`; errors
-  come back with HTTP 200 and a negative `error`: -216/-220 expired token (refresh, retry),
-  -32 rate limited, -230/-232 no interaction in the last 7 days (the customer-service window),
-  -213 not a follower, -217/-227 blocked or inactive; text at most 2,000 characters;
-- the access token lives 25 hours; the refresh token 3 months and only once: every refresh
-  returns a new pair, stored before it is used.
+The API's facts and quirks this relies on (signatures, ids, error codes, token lifetimes):
+docs/quirks/zalo.md; the decision is docs/adr/0016.
 """
 
 from __future__ import annotations

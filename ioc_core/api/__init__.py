@@ -1,4 +1,4 @@
-"""The core's public surface for other packages (telephony, bots, analytics).
+"""The core's public surface for other packages (telephony, bots).
 
 They ask the core through a `CoreApi` — in-process when they run in the same process as the
 core, over HTTP otherwise — and listen to facts on the bus. Both clients return the same JSON

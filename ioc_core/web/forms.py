@@ -98,7 +98,7 @@ async def read_multipart(
                 refuse_forbidden_text(fields[part.name], part.name)
     except HttpProcessingError as exc:
         # A part's headers that HTTP's grammar refuses (control bytes in a name or value):
-        # aiohttp raises its own parser error here, which is no ValueError (it was a 500).
+        # aiohttp raises its own parser error here, which is no ValueError (it would be a 500).
         raise MalformedRequest(
             f"malformed multipart part headers: {exc.message}", error_id="malformed-multipart"
         ) from None

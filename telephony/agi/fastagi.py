@@ -1,26 +1,7 @@
 """A FastAGI server for quick dialplan look-ups, on pyst2's AGI protocol class.
 
-How pyst2 is used, and why it is wrapped:
-
-- `asterisk.fastagi` (pyst2 0.5.1) is Python-2 code (`import SocketServer`): unusable.
-- `asterisk.agi.AGI` speaks the protocol fine on Python 3 (reads the `agi_*` environment,
-  quotes and sends commands, parses `200 result=...` replies), but its `__init__` calls
-  `signal.signal(SIGHUP, ...)`. Outside the main thread that raises ValueError; inside it, it
-  would replace the whole process's SIGHUP handler for the sake of one call. Over FastAGI,
-  Asterisk never sends SIGHUP anyway: a hang-up arrives as a `HANGUP` line on the socket.
-  So `_ThreadAgi` subclasses it and overrides `__init__` only (the same steps minus the signal
-  handler and the `sys.argv` print); reading the environment, quoting, `SET VARIABLE` and
-  reply parsing stay pyst2's own code.
-- pyst2 reads with an unbounded `readline()`, takes end-of-file for the blank line that ends
-  the environment, and writes every protocol line (callers' numbers included) to stderr. Its
-  stdin/stdout/stderr are therefore adapters: `_PeerReader` returns bounded lines within a
-  deadline and turns end-of-file into an error, skipping (and noting) Asterisk's `HANGUP`
-  notice; `_PeerWriter` sends whole commands; `_DebugSink` turns the chatter into DEBUG logs.
-- pyst2 blocks, so each session runs in its own thread (`socketserver.ThreadingMixIn`), at
-  most `max_sessions` at once. The look-up handlers are coroutines: they run on the asyncio
-  loop that called `start()`, reached with `run_coroutine_threadsafe`, bounded by
-  `asyncio.wait_for(timeout_s)` on the loop and by `Future.result(timeout)` in the thread (in
-  case the loop itself is stalled).
+pyst2's quirks and how this module wraps them (threads, bounded reads, no SIGHUP handler):
+docs/quirks/pyst2.md.
 
 What the dialplan sees (a look-up must never hold a call, so every path ends promptly):
 `IOC_AGI_STATUS=ok` (set last, after the handler's variables), `failed` (the handler raised,

@@ -26,7 +26,8 @@ import pytest
 from telephony.ari.client import AriClient, AriError
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
-from telephony.softphone.agent_phone import (
+from tests.helpers import wait_until
+from tests.sip.agent_phone import (
     AgentPhone,
     AnswerMode,
     NoSuchCall,
@@ -34,7 +35,6 @@ from telephony.softphone.agent_phone import (
     RegistrationTimeout,
     pyvoip_threads,
 )
-from tests.helpers import wait_until
 
 pytestmark = pytest.mark.asterisk
 AGENT = "1001"

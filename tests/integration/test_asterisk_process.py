@@ -23,11 +23,10 @@ from telephony.asterisk.chroot import PACKAGES
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
-from tests.integration.sipcall import run_sipp
+from tests.sip.sipp import SCENARIOS, run_sipp
 
 pytestmark = pytest.mark.asterisk
 ROOT = Path(__file__).resolve().parents[2]
-SIPP = Path(__file__).parent / "sipp"
 
 
 @pytest.fixture
@@ -121,7 +120,7 @@ async def test_the_stasis_app_sees_an_emergency_call_first_then_hands_it_to_the_
 
 
 def test_a_number_that_is_not_a_hotline_is_refused(switchboard: AsteriskProcess) -> None:
-    done = _sipp("-sf", str(SIPP / "uac_expect_404.xml"), "-s", "999")
+    done = _sipp("-sf", str(SCENARIOS / "uac_expect_404.xml"), "-s", "999")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 

@@ -27,10 +27,9 @@ from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import ensure_prompts
 from telephony.ivr.session import IvrResult, channel_of, run_ivr
 from tests.helpers import wait_until
-from tests.integration.sipcall import dtmf_pcaps, run_sipp
+from tests.sip.sipp import SCENARIOS, dtmf_pcaps, run_sipp
 
 pytestmark = pytest.mark.asterisk
-SIPP = Path(__file__).parent / "sipp"
 NOON = datetime(2025, 11, 26, 5, 0, tzinfo=UTC)  # a Wednesday, 12:00 in Hồ Chí Minh City
 
 
@@ -150,7 +149,7 @@ async def test_a_caller_chooses_english_then_an_operator_and_reaches_the_queue(
 ) -> None:
     router: Router = await connect(load_menu())
     dtmf_pcaps(tmp_path, "20")  # "report an incident" (1) records first: test_switchboard
-    scenario = str(SIPP / "uac_ivr_dtmf.xml")
+    scenario = str(SCENARIOS / "uac_ivr_dtmf.xml")
     call = asyncio.create_task(asyncio.to_thread(_sipp, switchboard, "-sf", scenario, cwd=tmp_path))
     channel, result = await router.result(within=20)
     assert result.hung_up is False

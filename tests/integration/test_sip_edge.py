@@ -38,10 +38,9 @@ from ioc_core.artifacts import mounts_under
 from telephony.asterisk.config import AsteriskSettings, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
-from tests.integration.sipcall import Caller, run_sipp
+from tests.sip.sipp import SCENARIOS, Caller, run_sipp
 
 pytestmark = pytest.mark.asterisk
-SIPP = Path(__file__).parent / "sipp"
 TRUNK = "127.0.0.1"  # the default trunk IP (IOC_ASTERISK_TRUNK_IPS)
 STRANGER = "127.0.0.2"  # "the internet": any address that is not the trunk's
 SDP = (
@@ -247,7 +246,7 @@ def test_a_stranger_gets_a_challenge_never_a_call(
     edge: Edge, tmp_path: Path, caller: str, service: str
 ) -> None:
     before = active_calls(edge)
-    scenario = str(SIPP / "uac_guest_expect_401.xml")
+    scenario = str(SCENARIOS / "uac_guest_expect_401.xml")
     sipp(
         edge.settings,
         tmp_path,
@@ -308,7 +307,7 @@ def test_the_right_password_registers_an_agent(edge: Edge) -> None:
 
 def test_the_trunk_reaches_only_the_hotlines(edge: Edge, tmp_path: Path) -> None:
     # from-trunk has no agents: an agent's extension is an unallocated number
-    sipp(edge.settings, tmp_path, "-sf", str(SIPP / "uac_expect_404.xml"), "-s", "1001")
+    sipp(edge.settings, tmp_path, "-sf", str(SCENARIOS / "uac_expect_404.xml"), "-s", "1001")
 
 
 @pytest.mark.parametrize(("source", "code"), [(TRUNK, 200), (STRANGER, 401)])

@@ -30,15 +30,15 @@ from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import announcement_name, ensure_prompts, speak
 from telephony.role import build_switchboard, caller_lookup_server
 from telephony.settings import SwitchboardSettings
-from telephony.softphone.agent_phone import AgentPhone
 from telephony.speech.models import ensure_whisper_base
 from telephony.speech.whisper import WhisperEngine
 from telephony.switchboard.app import Switchboard, status_text
 from telephony.switchboard.blocked import BlockedNumbers
 from telephony.switchboard.live import owned
 from tests.helpers import report, wait_until
-from tests.integration.sipcall import (
-    SIPP,
+from tests.sip.agent_phone import AgentPhone
+from tests.sip.sipp import (
+    SCENARIOS,
     Caller,
     dtmf_pcaps,
     free_udp_port,
@@ -418,7 +418,7 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
     await hub.start_app(menu=load_menu())
     dtmf_pcaps(hub.folder, "20")  # English, then "an operator"
     sipp = await asyncio.create_subprocess_exec(
-        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(SIPP / "uac_ivr_dtmf.xml")),
+        *("sipp", f"127.0.0.1:{hub.asterisk.sip_port}", "-sf", str(SCENARIOS / "uac_ivr_dtmf.xml")),
         *("-s", "1022"),
         *("-i", "127.0.0.1", "-p", str(free_udp_port()), "-m", "1", "-nostdin"),
         *("-timeout", "40s", "-timeout_error"),

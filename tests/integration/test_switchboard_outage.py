@@ -24,7 +24,7 @@ from telephony.calls.service import CallStore
 from telephony.settings import SwitchboardSettings
 from tests.conftest import database_accepts
 from tests.helpers import wait_until
-from tests.integration.sipcall import Caller
+from tests.sip.sipp import Caller
 
 pytestmark = pytest.mark.asterisk
 

@@ -18,55 +18,8 @@ SIP round trip (milliseconds on loopback, at most `timeout_s`): from asyncio use
 pyVoIP's threads through `loop.call_soon_threadsafe`. Timestamps use `time.monotonic()`
 (CLOCK_MONOTONIC: comparable across processes of one Linux host) and UTC wall time.
 
-pyVoIP 1.6.8 quirks handled here (each measured against Asterisk 22 on 127.0.0.1)
---------------------------------------------------------------------------------
-1. `SIPClient.start()` starts its receive loop 1 s after registering (`Timer(1, recv_loop)`):
-   an INVITE in that second waits in the socket and Asterisk retransmits it after 0.5 s. The
-   loop then polls, sleeping 10 ms whenever the socket is empty (ARI originate -> ringing was
-   10 ms at p50; 1.3 ms now). `_SipClient` starts its loop at once and waits in select().
-2. A SIP port of 0 goes verbatim into Via/Contact (pyVoIP never reads the bound port back):
-   `_SipClient.start()` binds and reads the port the kernel picked.
-3. The call callback runs in a `Timer(1, ...)` thread: answering from it adds 1 s. We answer
-   from the INVITE hook itself, right after pyVoIP sent 180 Ringing (after `answer_delay_s`).
-4. When a call's callback thread returns, the next `release_ports()` forgets the call
-   (`_cleanup_dead_calls`); a later BYE then matches nothing and the RTP threads run forever.
-   Our callback blocks until the call has ended.
-5. `VoIPPhone.start()` never raises for bad credentials or a silent server: `register()`
-   swallows every exception, retries in a timer thread (`REGISTER_FAILURE_THRESHOLD`, 3) and
-   then stops with status FAILED; each try waits `register_timeout` (30 s by default). We keep
-   the first error (`_SIPClient__register`), skip the background retries of the first
-   registration, use `start()`'s timeout as pyVoIP's and raise a typed error at once.
-6. CANCEL is answered 200 but otherwise ignored (no 487; the call stays RINGING for ever): we
-   answer the INVITE 487 Request Terminated and end the call as "cancelled".
-7. `VoIPCall.deny()` on a ringing call raises AttributeError (`RTPClient.stop()` closes sockets
-   that only exist after `start()`): we send our own 486/480 instead.
-8. A re-INVITE on an answered call makes pyVoIP start its RTP clients again: the old socket is
-   dropped but its threads stay, so every re-INVITE adds an RTP transmitter (the packet rate
-   doubles); the answer lists every codec it has (not a subset of the offer) and it keeps
-   sending the old codec. We answer from the offer on the same ports and switch codec.
-   (Asterisk re-INVITEs on `PJSIP_MEDIA_OFFER(audio)=alaw` + `PJSIP_SEND_SESSION_REFRESH()`.)
-9. Its BYE copies the Via (and branch) of Asterisk's INVITE; Asterisk answered it only thanks
-   to `rport`. Our BYE carries our own Via.
-10. Only PCMU, PCMA and telephone-event are understood; an offer without PCMU/PCMA crashes the
-    RTP client (no `preference`): we refuse it with 488. With PCMA, `encode_packet()` encodes
-    mu-law anyway: we prefer PCMU and give PCMA clients the A-law encoder.
-11. RTP flows without writing audio: the transmitter sends a 20 ms packet every 20 ms and pads
-    an empty buffer with silence (Asterisk's `pjsip show channelstats` counts them).
-12. OPTIONS, UPDATE, INFO, NOTIFY are not parsed (`pyVoIP.SIPCompatibleMethods`) and get no
-    answer: an AOR with `qualify_frequency` would mark this phone Unreachable (ours has none).
-13. Deregistration takes the first datagram in the socket as its answer: the ACK to our 480 (a
-    stop() while ringing) or a late 200 to our BYE was taken for it. `stop()` waits for those,
-    drains the socket, and deregisters once more if the answer was not a 200.
-14. `SIPClient.stop()` closes the socket under the running receive loop (EBADF in that thread)
-    and under a REGISTER in flight in a timer thread: `_shutdown()` waits for both first.
-15. The re-REGISTER (every 115 s, Expires 120) holds the receive lock; an INVITE arriving in that
-    round trip is handled by the registration code and counts as one failed registration,
-    retried at once.
-16. The From display name is parsed as `Name" ` (a quote left over): we parse it ourselves.
-17. pyVoIP's threads are not daemons: a phone that is never stopped keeps the process alive.
-18. `import pyVoIP.SIP` before `pyVoIP.VoIP` fails (circular import): see the imports.
-Not handled: the 200 to an INVITE is sent once, never retransmitted until the ACK (RFC 3261
-13.3.1.4): fine on loopback, a lost datagram on a real network loses the call.
+pyVoIP 1.6.8's quirks (each measured against Asterisk 22) and how this module handles them:
+docs/quirks/pyvoip.md.
 """
 
 from __future__ import annotations

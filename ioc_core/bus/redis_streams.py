@@ -1,29 +1,20 @@
-"""Event bus: the facts many consumers want (`incident.created`, `call.abandoned`, ...).
-
-Two implementations behind one interface:
-- `InProcessBus` for the embedded default (no external services);
-- `RedisStreamsBus` when `IOC_REDIS_URL` is set (consumer groups, acks, retry, dead letters).
-
-Delivery is at least once; consumers must be idempotent (keyed on `event_id`).
-Producers never publish directly from a request: services write an outbox row in their
-transaction and `ioc_core.outbox.Relay` publishes it (see docs/adr).
-"""
+"""The Redis Streams bus: one stream, a consumer group per subscriber group, acknowledgements
+after the handler, retries with back-off, XAUTOCLAIM of a dead consumer's entries, and a
+dead-letter stream."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import math
 import os
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -32,84 +23,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-if TYPE_CHECKING:
-    from ioc_core.config import Settings
-
-
-@dataclass(frozen=True, kw_only=True)
-class Event:
-    name: str
-    payload: Mapping[str, Any]
-    correlation_id: str
-    version: int = 1
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id,
-            "name": self.name,
-            "occurred_at": self.occurred_at.isoformat(),
-            "version": self.version,
-            "correlation_id": self.correlation_id,
-            "payload": dict(self.payload),
-        }
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, separators=(",", ":"))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Event:
-        occurred = datetime.fromisoformat(data["occurred_at"])
-        if occurred.tzinfo is None:
-            occurred = occurred.replace(tzinfo=UTC)
-        return cls(
-            name=data["name"],
-            payload=data.get("payload") or {},
-            correlation_id=data.get("correlation_id", ""),
-            version=int(data.get("version", 1)),
-            event_id=data["event_id"],
-            occurred_at=occurred,
-        )
-
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> Event:
-        return cls.from_dict(json.loads(raw))
-
-
-Handler = Callable[[Event], Awaitable[None]]
-
-
-class Bus(Protocol):
-    """What producers (the outbox relay) and consumers see."""
-
-    async def start(self) -> None: ...
-
-    async def close(self) -> None: ...
-
-    async def publish(self, events: Sequence[Event]) -> None:
-        """Publish in order; returns once the bus has them (Redis: XADD acknowledged)."""
-
-    def subscribe(
-        self, *, group: str, handler: Handler, names: Collection[str] | None = None
-    ) -> None:
-        """Every group receives every event (filtered by `names`, None = all) once;
-        several processes in the same group share the work. A group subscribed after
-        `start()` begins consuming at once (a new Redis group reads the stream from its
-        start: consumers must tolerate old events)."""
-
-    async def unsubscribe(self, group: str) -> None:
-        """Stop delivering to `group` in this process (a role whose lifetime ends before the
-        bus's); a Redis group keeps its place in the stream for the next subscriber."""
-
-    async def health(self) -> Mapping[str, Any]: ...
-
+from ioc_core.bus.base import Event, Handler, error_text, retry_delay
 
 logger = logging.getLogger(__name__)
 
-# Cap on the wait between two deliveries of a failing event: retries back off
-# exponentially, but an event should not sit for minutes because it failed a few times.
-_MAX_RETRY_DELAY_S = 30.0
 # Back-off bounds while Redis is unreachable; capped so a recovered Redis is noticed soon.
 _RECONNECT_MIN_S = 0.1
 _RECONNECT_MAX_S = 10.0
@@ -119,206 +36,6 @@ _DEAD_CONSUMER_IDLE_MS = 3_600_000
 _CONSUMER_SWEEP_S = 60.0
 # Health is polled by load balancers; an answer after this long is as bad as none.
 _HEALTH_TIMEOUT_S = 3.0
-
-
-def _retry_delay(base_s: float, deliveries: int) -> float:
-    """Exponential back-off after the `deliveries`-th failed delivery."""
-    return float(min(base_s * 2 ** max(deliveries - 1, 0), _MAX_RETRY_DELAY_S))
-
-
-def _error_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
-
-
-# --------------------------------------------------------------------------- in-process
-
-
-@dataclass(eq=False)
-class _LocalGroup:
-    name: str
-    handler: Handler
-    names: frozenset[str] | None
-    queue: asyncio.Queue[Event] = field(default_factory=asyncio.Queue)
-    # Events published to this group and not yet finished (queued + the one in hand);
-    # tracked by us because asyncio.Queue keeps its own count private.
-    unfinished: int = 0
-    worker: asyncio.Task[None] | None = None
-
-
-class InProcessBus:
-    """Bus for the embedded mode: one asyncio queue and one worker task per group.
-
-    Events are delivered in publish order within a group; a failing handler blocks its
-    group while it is retried, which keeps that order. The queues die with the process, so
-    the outbox relay keeps each event's row until `on_handled` listeners hear that every
-    group it was queued to has run its handler, and republishes kept rows when it starts.
-    An event a group dead-letters is not reported handled: its row stays, for the next start.
-    """
-
-    def __init__(self, *, max_deliveries: int = 5, retry_delay_s: float = 0.05) -> None:
-        if max_deliveries < 1:
-            raise ValueError("max_deliveries must be at least 1")
-        self._max_deliveries = max_deliveries
-        self._retry_delay_s = retry_delay_s
-        self._groups: dict[str, _LocalGroup] = {}
-        self._started = False
-        self._closed = False
-        self.dead_letters: list[tuple[str, Event, str]] = []
-        # event_id -> groups that still owe it a successful handling; an id leaves the map
-        # when the last one succeeds (then listeners hear of it) or fails for good.
-        self._owed: dict[str, int] = {}
-        self._failed: set[str] = set()
-        self._listeners: list[Callable[[str], None]] = []
-
-    def on_handled(self, listener: Callable[[str], None]) -> None:
-        """Call `listener(event_id)` once every group an event was queued to handled it."""
-        self._listeners.append(listener)
-
-    def _settled(self, event_id: str, *, ok: bool) -> None:
-        if not ok:
-            self._failed.add(event_id)
-        left = self._owed.get(event_id, 1) - 1
-        if left > 0:
-            self._owed[event_id] = left
-            return
-        self._owed.pop(event_id, None)
-        if event_id in self._failed:
-            self._failed.discard(event_id)
-            return
-        for listener in self._listeners:
-            listener(event_id)
-
-    def subscribe(
-        self, *, group: str, handler: Handler, names: Collection[str] | None = None
-    ) -> None:
-        if self._closed:
-            raise RuntimeError("bus is closed")
-        if group in self._groups:
-            # In process there is one handler per group; a second one would silently
-            # split the events between two different pieces of code.
-            raise ValueError(f"group {group!r} is already subscribed")
-        grp = self._groups[group] = _LocalGroup(
-            name=group, handler=handler, names=None if names is None else frozenset(names)
-        )
-        if self._started:  # a feature's role subscribing once the hub runs
-            grp.worker = asyncio.create_task(self._work(grp), name=f"bus:{grp.name}")
-
-    async def start(self) -> None:
-        if self._started:
-            return
-        if self._closed:
-            raise RuntimeError("bus is closed")
-        self._started = True
-        for grp in self._groups.values():
-            grp.worker = asyncio.create_task(self._work(grp), name=f"bus:{grp.name}")
-
-    async def unsubscribe(self, group: str) -> None:
-        grp = self._groups.pop(group, None)
-        if grp is not None and grp.worker is not None:
-            grp.worker.cancel()
-            await asyncio.gather(grp.worker, return_exceptions=True)
-
-    async def publish(self, events: Sequence[Event]) -> None:
-        if self._closed:
-            raise RuntimeError("bus is closed")
-        for event in events:
-            groups = [
-                grp for grp in self._groups.values() if grp.names is None or event.name in grp.names
-            ]
-            if not groups:
-                self._owed[event.event_id] = self._owed.get(event.event_id, 0) + 1
-                self._settled(event.event_id, ok=True)  # nobody wants it: nothing to keep
-                continue
-            self._owed[event.event_id] = self._owed.get(event.event_id, 0) + len(groups)
-            for grp in groups:
-                grp.unfinished += 1
-                grp.queue.put_nowait(event)
-
-    # The explicit timeout is the point: tests must fail fast rather than hang.
-    async def wait_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109
-        """Return once every group has handled (or dead-lettered) all it was given.
-
-        Raises TimeoutError after `timeout` seconds. Handlers may publish more events,
-        so the check repeats until one pass finds every group idle.
-        """
-        async with asyncio.timeout(timeout):
-            while any(grp.unfinished for grp in self._groups.values()):
-                for grp in self._groups.values():
-                    await grp.queue.join()
-
-    async def close(self, *, grace_s: float = 10.0) -> None:
-        if self._closed:
-            return
-        if self._started:
-            # Publishing stays open while draining: handlers may emit follow-up events.
-            try:
-                await self.wait_idle(grace_s)
-            except TimeoutError:
-                logger.warning(
-                    "bus: closing with %d event(s) unhandled after %.1fs",
-                    sum(grp.unfinished for grp in self._groups.values()),
-                    grace_s,
-                )
-        elif any(grp.unfinished for grp in self._groups.values()):
-            logger.warning("bus: closed before start(); queued events are dropped")
-        self._closed = True
-        workers = [grp.worker for grp in self._groups.values() if grp.worker is not None]
-        for worker in workers:
-            worker.cancel()
-        await asyncio.gather(*workers, return_exceptions=True)
-
-    async def health(self) -> Mapping[str, Any]:
-        return {
-            "status": "ok",
-            "kind": "in-process",
-            "groups": {name: {"pending": grp.unfinished} for name, grp in self._groups.items()},
-        }
-
-    async def _work(self, grp: _LocalGroup) -> None:
-        while True:
-            event = await grp.queue.get()
-            try:
-                # Cancelled mid-way (close, unsubscribe): not settled, so the row stays.
-                self._settled(event.event_id, ok=await self._deliver(grp, event))
-            finally:
-                grp.unfinished -= 1
-                grp.queue.task_done()
-
-    async def _deliver(self, grp: _LocalGroup, event: Event) -> bool:
-        """True once the handler returned; False when it dead-lettered the event."""
-        for attempt in range(1, self._max_deliveries + 1):
-            try:
-                await grp.handler(event)
-                return True
-            except Exception as exc:
-                if attempt >= self._max_deliveries:
-                    self.dead_letters.append((grp.name, event, _error_text(exc)))
-                    logger.error(
-                        "bus: group %s dead-lettered %s %s after %d deliveries: %s",
-                        grp.name,
-                        event.name,
-                        event.event_id,
-                        attempt,
-                        _error_text(exc),
-                        exc_info=exc,
-                    )
-                    return False
-                delay = _retry_delay(self._retry_delay_s, attempt)
-                logger.warning(
-                    "bus: group %s failed %s %s (delivery %d/%d), retrying in %.2fs: %s",
-                    grp.name,
-                    event.name,
-                    event.event_id,
-                    attempt,
-                    self._max_deliveries,
-                    delay,
-                    _error_text(exc),
-                )
-                await asyncio.sleep(delay)
-        return False
-
-
-# ------------------------------------------------------------------------ redis streams
 
 _Entry = tuple[str, dict[str, str]]
 
@@ -514,7 +231,7 @@ class RedisStreamsBus:
                 "status": "down",
                 "kind": "redis-streams",
                 "stream": self.stream,
-                "error": _error_text(exc),
+                "error": error_text(exc),
             }
 
     # -- consumer loop -------------------------------------------------------------------
@@ -677,7 +394,7 @@ class RedisStreamsBus:
                     event = Event.from_json(raw)
                 except (ValueError, KeyError, TypeError) as exc:
                     # Retrying cannot fix a malformed entry.
-                    await self._dead_letter(grp, entry_id, raw, count, _error_text(exc))
+                    await self._dead_letter(grp, entry_id, raw, count, error_text(exc))
                     continue
                 if grp.names is not None and event.name not in grp.names:
                     skipped.append(entry_id)
@@ -704,7 +421,7 @@ class RedisStreamsBus:
         count: int,
         exc: Exception,
     ) -> None:
-        error = _error_text(exc)
+        error = error_text(exc)
         if count >= self._max_deliveries:
             await self._dead_letter(grp, entry_id, raw, count, error, exc)
             return
@@ -713,7 +430,7 @@ class RedisStreamsBus:
         if len(grp.last_errors) > 10_000:
             grp.last_errors.clear()  # entries acknowledged by other consumers linger here
         grp.last_errors[entry_id] = error
-        delay = _retry_delay(self._retry_backoff_s, count)
+        delay = retry_delay(self._retry_backoff_s, count)
         due = time.monotonic() + delay
         grp.retry_at = due if grp.retry_at is None else min(grp.retry_at, due)
         logger.warning(
@@ -761,15 +478,3 @@ class RedisStreamsBus:
             error,
             exc_info=exc,
         )
-
-
-def make_bus(settings: Settings) -> Bus:
-    """Redis Streams when IOC_REDIS_URL is set, otherwise the in-process bus."""
-    if settings.redis_url:
-        return RedisStreamsBus(
-            url=settings.redis_url,
-            stream=settings.bus_stream,
-            max_deliveries=settings.bus_max_deliveries,
-            claim_idle_ms=settings.bus_claim_idle_ms,
-        )
-    return InProcessBus(max_deliveries=settings.bus_max_deliveries)

@@ -1,5 +1,9 @@
-"""Real SIP callers for the switchboard tests: SIPp from the carrier's address (127.0.0.1 is the
-default trunk IP) with a caller number, a hold time, and either side hanging up."""
+"""SIPp callers for the switchboard tests and benchmark: one scenario builder, a foreground
+call, a background call, and the pcaps callers play (keys, speech).
+
+Callers come from the carrier's address (127.0.0.1 is the default trunk IP) with a caller
+number, a hold time, and either side hanging up. `bench/sipp.py` runs the same scenario at load
+(many calls from an injection file) and reads SIPp's statistics."""
 
 from __future__ import annotations
 
@@ -9,50 +13,66 @@ import struct
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal
 
-SIPP = Path(__file__).parent / "sipp"  # the tests' own scenarios
+SCENARIOS = Path(__file__).parent / "scenarios"  # the tests' hand-written scenarios
 PCAPS = Path("/usr/share/sip-tester")  # Debian's sip-tester: RFC 2833 digits, a G.711 sample
+
+Codec = Literal["PCMU", "PCMA"]
+_PAYLOAD = {"PCMU": 0, "PCMA": 8}
 
 _HEAD = """Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
       From: <sip:{ani}@[local_ip]:[local_port]>;tag=[pid]SIPpTag01[call_number]
       To: <sip:[service]@[remote_ip]:[remote_port]>{peer}
       Call-ID: [call_id]
-      Contact: sip:{ani}@[local_ip]:[local_port]
+      Contact: <sip:{ani}@[local_ip]:[local_port]>
       Max-Forwards: 70"""
 
 
 def caller_scenario(
-    ani: str,
-    hold_ms: int,
     *,
-    speak: bool = False,
-    speak_after_ms: int = 0,
-    voice: Path | None = None,
+    hold_ms: int,
+    ani: str = "[field0]",
+    codec: Codec = "PCMU",
     plays: Sequence[tuple[int, str]] = (),
+    stream: Path | None = None,
+    loops: int = -1,
     hang_up: bool = True,
 ) -> str:
-    """INVITE as `ani`, wait for the answer, stay `hold_ms`, then hang up — unless Asterisk
-    hangs up first (an agent ended the call), which is accepted too. `speak`: the caller sends
-    7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms` after the
-    answer (a hang-up from Asterisk during that wait would fail the call); `voice`: a PCMU pcap
-    of its own (speech_pcap) instead. `plays`: (pause ms, pcap) in turn — keys (dtmf_pcaps),
-    speech. `hang_up=False`: the switchboard must end the call within `hold_ms`, or the
-    scenario fails."""
-    if speak or voice:
-        plays = [(speak_after_ms, str(voice or PCAPS / "g711a.pcap")), *plays]
-    codecs = "8 101" if speak and not voice else "0 101"
-    rtpmap = "a=rtpmap:8 PCMA/8000" if speak and not voice else "a=rtpmap:0 PCMU/8000"
+    """A caller: INVITE as `ani` (default `[field0]`: the next line of SIPp's `-inf` file),
+    wait for the answer (response time 1 = INVITE -> 200), ACK, stay `hold_ms`, then hang up —
+    unless Asterisk hangs up first (an agent or the switchboard ended the call), which is
+    accepted too. `hang_up=False`: the switchboard must end the call within `hold_ms`, or the
+    scenario fails.
+
+    Audio, either or neither:
+    - `plays`: (pause ms, pcap) in turn, replayed as recorded (`dtmf_pcaps` keys,
+      `speech_pcap` speech, Debian's G.711 sample); the SDP offers `codec` on a per-call port.
+    - `stream`: raw mu-law sent `loops` times (-1: until the end) from the answer on, as
+      phones do: Asterisk's Answer() waits up to 500 ms for the caller's first voice frame
+      before the dialplan goes on (a silent SIPp caller reached the agents 500 ms late). The
+      SDP names the port SIPp's rtp_stream really sends from (`[rtpstream_audio_port]`): with
+      `[auto_media_port]` it sent from another one, and Asterisk's strict RTP took ~100 ms (its
+      probation) to accept that source, which delayed Answer().
+    """
+    head = _HEAD.format(ani=ani, peer="")
+    dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
+    port = "[rtpstream_audio_port]" if stream is not None else "[auto_media_port]"
+    payload = 0 if stream is not None else _PAYLOAD[codec]
+    rtpmap = f"a=rtpmap:{payload} {'PCMU' if payload == 0 else 'PCMA'}/8000"
+    start = stop = ""
+    if stream is not None:
+        start = f'<nop><action><exec rtp_stream="{stream},{loops},0"/></action></nop>'
+        stop = '<nop><action><exec rtp_stream="pause"/></action></nop>'
     voice_xml = "\n".join(
         f'  <pause milliseconds="{pause}"/>' * bool(pause)
         + f'<nop><action><exec play_pcap_audio="{pcap}"/></action></nop>'
         for pause, pcap in plays
     )
     on_timeout = ' ontimeout="hangup"' if hang_up else ""
-    head = _HEAD.format(ani=ani, peer="")
-    dialog = _HEAD.format(ani=ani, peer="[peer_tag_param]")
     return f"""<?xml version="1.0" encoding="ISO-8859-1" ?>
 <scenario name="caller">
-  <send retrans="500"><![CDATA[
+  <send retrans="500" start_rtd="1"><![CDATA[
       INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       {head}
       CSeq: 1 INVITE
@@ -60,27 +80,29 @@ def caller_scenario(
       Content-Length: [len]
 
       v=0
-      o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+      o=caller 53655765 2353687637 IN IP[local_ip_type] [local_ip]
       s=-
       c=IN IP[local_ip_type] [local_ip]
       t=0 0
-      m=audio [auto_media_port] RTP/AVP {codecs}
+      m=audio {port} RTP/AVP {payload} 101
       {rtpmap}
       a=rtpmap:101 telephone-event/8000
       a=fmtp:101 0-15
+      a=ptime:20
   ]]></send>
   <recv response="100" optional="true"/>
   <recv response="180" optional="true"/>
   <recv response="183" optional="true"/>
-  <recv response="200"/>
+  <recv response="200" rtd="1"/>
   <send><![CDATA[
       ACK sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       {dialog}
       CSeq: 1 ACK
       Content-Length: 0
   ]]></send>
-  {voice_xml}
+  {start}{voice_xml}
   <recv request="BYE" timeout="{hold_ms}"{on_timeout}/>
+  {stop}
   <send next="end"><![CDATA[
       SIP/2.0 200 OK
       [last_Via:]
@@ -91,6 +113,7 @@ def caller_scenario(
       Content-Length: 0
   ]]></send>
   <label id="hangup"/>
+  {stop}
   <send retrans="500"><![CDATA[
       BYE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
       {dialog}
@@ -153,16 +176,14 @@ class Caller:
     ):
         self.service, self.ani, self.hold_ms = service, ani, hold_ms
         self._scenario = folder / f"caller-{ani}-{service}.xml"
+        # `speak`: 7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms`
+        # after the answer (a hang-up from Asterisk during that wait would fail the call);
+        # `voice`: a PCMU pcap of its own (speech_pcap) instead.
+        if speak or voice:
+            plays = [(speak_after_ms, str(voice or PCAPS / "g711a.pcap")), *plays]
+        codec: Codec = "PCMA" if speak and not voice else "PCMU"
         self._scenario.write_text(
-            caller_scenario(
-                ani,
-                hold_ms,
-                speak=speak,
-                speak_after_ms=speak_after_ms,
-                voice=voice,
-                plays=plays,
-                hang_up=hang_up,
-            )
+            caller_scenario(ani=ani, hold_ms=hold_ms, codec=codec, plays=plays, hang_up=hang_up)
         )
         self._sip_port = sip_port
         self._proc: asyncio.subprocess.Process | None = None

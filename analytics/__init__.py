@@ -1,1 +1,0 @@
-"""analytics package — see ARCHITECTURE.md; filled by later issues."""
