@@ -33,6 +33,7 @@ from telephony.calls.reconcile import Reconciler, reconciling
 from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
+from telephony.keys import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.factory import configured_engine
@@ -43,11 +44,6 @@ from telephony.switchboard.supervise import publish, read_published, supervise
 
 logger = logging.getLogger(__name__)
 
-STORE: web.AppKey[CallStore] = web.AppKey("calls_store", CallStore)
-SWITCHBOARD: web.AppKey[Switchboard] = web.AppKey("switchboard", Switchboard)
-SWITCHBOARD_SETTINGS: web.AppKey[SwitchboardSettings] = web.AppKey(
-    "switchboard_settings", SwitchboardSettings
-)
 WRAPUP_S = 5  # queues.conf `wrapuptime`
 HEALTH_FILE = "switchboard-health.json"  # the primary worker's report, for the other workers
 HEALTH_EVERY_S = 5.0
