@@ -33,10 +33,10 @@ from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from nlu.client import Nlu
 from nlu.examples import Example, load_examples
-from nlu.rasa.components.vietnamese import fold, has_marks
 from nlu.safety import NUMBER_OF
 from nlu.server import PROJECT, RasaServer, copy_project, ensure_env, find_python, train
 from nlu.settings import NluSettings
+from nlu.text.vietnamese import fold, has_marks
 
 PIPELINES = Path(__file__).parent / "nlu_pipelines"
 HELDOUT = PROJECT / "heldout" / "heldout.yml"

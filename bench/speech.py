@@ -37,7 +37,7 @@ from bench.speech_set import KOREAN_GRAMMAR, Sentence, synthesise
 from bench.stats import finite, percentile
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
-from nlu.keywords import fold
+from nlu.keywords import padded
 from telephony.speech.audio import RATE, as_pcm16, decode16k
 from telephony.speech.engine import Transcript
 from telephony.speech.models import stt_model_dir
@@ -75,7 +75,7 @@ def keyword_hits(keywords: Sequence[str], text: str, *, marks: bool) -> int:
     """Keywords heard as whole words; `marks=False` ignores diacritics (đ stays đ→d too)."""
 
     def norm(s: str) -> str:
-        return " ".join(words(s if marks else fold(s)))
+        return " ".join(words(s if marks else padded(s)))
 
     heard = f" {norm(text)} "
     return sum(f" {norm(k)} " in heard for k in keywords)

@@ -96,7 +96,7 @@ from ioc_core.artifacts import ArtifactCache, mounts_under
 from ioc_core.config import Settings
 from ioc_core.runtime import prepare_database
 from telephony.asterisk.chroot import ensure_chroot
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.prompts import ensure_prompts
 from tests.sip.agent_phone import AgentPhone
@@ -350,6 +350,7 @@ class Pbx:
 
     def __init__(self, root: Path, state_dir: Path, env: dict[str, str]) -> None:
         self.proc = AsteriskProcess(root=root, state_dir=state_dir)
+        ensure_secrets(state_dir, env)  # the bench's own instance: its setup step
         self.settings = AsteriskSettings.from_env(state_dir, env)
         self.root = root
 

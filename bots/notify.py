@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
-from bots.core.messages import Reply
+from bots.messages import Reply
 from bots.store.service import BotStore, Recipient
 from ioc_core import events as ev
 from ioc_core.api import CoreApi, CoreApiError

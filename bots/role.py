@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from aiohttp import web
@@ -21,6 +20,7 @@ from bots.core.flows import load_flows
 from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
 from bots.core.sender import Sender
 from bots.core.service import BotService
+from bots.keys import BOTS, TEXTS, Bots
 from bots.notify import NAMES, Notifier
 from bots.rasa.actions import RasaActions
 from bots.rasa.channel import RasaChannel
@@ -30,39 +30,13 @@ from bots.webchat.channel import WebChatChannel
 from ioc_core.api.openapi import contribute
 from ioc_core.api.web import PRIMARY, core_of, system_api
 from ioc_core.config import Settings
-from ioc_core.i18n import Translator
 from nlu.client import Nlu, configured_nlu
 from nlu.settings import NluSettings
 
 logger = logging.getLogger(__name__)
 
 PACKAGE = Path(__file__).resolve().parent
-TEXTS = Translator(PACKAGE / "locales")
 PROCEDURES = PACKAGE / "data" / "procedures.json"
-
-
-@dataclass
-class Bots:
-    service: BotService
-    store: BotStore
-    nlu: Nlu
-    settings: BotSettings
-    services: Callable[[Channel], Services]
-    channels: dict[str, Channel] = field(default_factory=dict)
-    senders: dict[str, Sender] = field(default_factory=dict)
-    # Rasa's custom actions (POST /nlu/actions), where the hub has a Rasa server.
-    actions: RasaActions | None = None
-
-    waiters: list[Callable[[], None]] = field(default_factory=list)
-
-    def wake(self) -> None:
-        for sender in self.senders.values():
-            sender.wake()
-        for waiter in self.waiters:
-            waiter()
-
-
-BOTS: web.AppKey[Bots] = web.AppKey("bots", Bots)
 NOTIFY_GROUP = "bots-notify"
 
 

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
 
-from bots.core.messages import Reply, cleaned
+from bots.keys import BOTS, TEXTS, Bots
+from bots.messages import Reply, cleaned
 from bots.rasa.actions import ActionError, read_call
-from bots.role import BOTS, TEXTS, Bots
 from bots.store.models import Handoff
 from ioc_core.api.openapi import (
     PUBLIC,
@@ -83,7 +83,7 @@ def parse_json(body: bytes) -> dict[str, Any]:
     """The core's JSON reading (ioc_core.http.loads_json): nesting depth checked before
     parsing (a 10,000-deep array hit Python's recursion limit, a 500). Control characters are
     not refused here: an update carries a citizen's words, which the channel cleans
-    (bots.core.messages) so that the citizen is still answered."""
+    (bots.messages) so that the citizen is still answered."""
     try:
         data = loads_json(body, what="update", check_text=False)
     except JsonTooDeep:

@@ -145,14 +145,27 @@ def variable_reader(
     return read
 
 
+_FLAGS = {"1": True, "true": True, "yes": True, "on": True}
+_FLAGS |= {"0": False, "false": False, "no": False, "off": False}
+
+
 def read_variable(env: Mapping[str, str], var: Variable, *, minimum: float | None = None) -> Any:
     """`var` from `env`, parsed by its kind; unset gives its default, except a default in
-    parentheses ("(generated)"), which only describes what happens and reads as "". A bad
-    value, or one below `minimum`, is a ConfigError naming the variable. Feature packages
-    read their own VARIABLES tables through this too."""
+    parentheses ("(generated)"), which only describes what happens and reads as "". A number
+    or flag without a value reads as None (the caller's own default applies). A bad value, or
+    one below `minimum`, is a ConfigError naming the variable. Feature packages read their
+    own VARIABLES tables through this too."""
     raw = env.get(var.name, "").strip() or ("" if var.default.startswith("(") else var.default)
     if var.kind is str:
         return raw
+    if not raw:
+        return None
+    if var.kind is bool:
+        # bool("0") is True: flags are read by word, and a word we do not know is an error.
+        flag = _FLAGS.get(raw.lower())
+        if flag is None:
+            raise ConfigError(f"{var.name}={raw!r} is not one of {', '.join(_FLAGS)}")
+        return flag
     try:
         value = var.kind(raw)
     except ValueError:

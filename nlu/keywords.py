@@ -1,14 +1,14 @@
 """Keyword matching for Vietnamese text as people type or say it: with or without diacritics,
 any case. Pure functions over data (the catalogue's category keywords; the emergency words
-of nlu/rasa/components/emergency.json, matched in components/emergency.py)."""
+of nlu/text/emergency.json, matched in nlu/text/emergency.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from nlu.rasa.components.emergency import emergency_service, emergency_words, fold, matches
+from nlu.text.emergency import emergency_service, emergency_words, matches, padded
 
-__all__ = ["emergency_service", "emergency_words", "fold", "suggest_category"]
+__all__ = ["emergency_service", "emergency_words", "padded", "suggest_category"]
 
 
 def _score(text: str, words: Iterable[str]) -> int:

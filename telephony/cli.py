@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,9 +12,10 @@ from typing import Any
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.asterisk.chroot import ChrootUnavailable, ensure_chroot
-from telephony.asterisk.config import AsteriskSettings, render, write
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render, write
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.prompts import PromptToolMissing, ensure_prompts
+from telephony.settings import variables
 
 
 def _process(settings: Settings) -> AsteriskProcess:
@@ -24,7 +24,9 @@ def _process(settings: Settings) -> AsteriskProcess:
 
 
 def _config(state_dir: Path) -> dict[str, str]:
-    """The rendered /etc/asterisk for the instance whose state (and secrets) live there."""
+    """The rendered /etc/asterisk for the instance whose state (and secrets) live there: the
+    passwords not given in the environment are made here, once."""
+    ensure_secrets(state_dir)
     return render(AsteriskSettings.from_env(state_dir).placeholders())
 
 
@@ -51,7 +53,7 @@ def _prompts(proc: AsteriskProcess) -> dict[str, Any]:
     IOC_PROMPTS_DIR: recorded prompts (<lang>/<name>.wav) that replace the synthetic ones.
     Without espeak-ng/sox the switchboard still starts: a silent menu times out into the
     queue, which beats no 113/114/115 at all."""
-    recorded = os.environ.get("IOC_PROMPTS_DIR")
+    recorded = variables()("IOC_PROMPTS_DIR")
     try:
         made = ensure_prompts(proc.state_dir / "sounds", Path(recorded) if recorded else None)
         return {k: len(v) for k, v in made.items()}

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from functools import partial
 from pathlib import Path
@@ -28,12 +27,13 @@ from telephony.agi.lookups import SCRIPT, make_caller_lookup
 from telephony.ami.client import AmiClient
 from telephony.ari.client import AriClient
 from telephony.asterisk.cdr import configured_path
-from telephony.asterisk.config import AsteriskSettings
+from telephony.asterisk.config import SECRETS, AsteriskSettings, ensure_secrets
 from telephony.calls.reconcile import Reconciler, reconciling
 from telephony.calls.service import CallStore
 from telephony.ivr.menus import Menu, load_menu
 from telephony.ivr.session import run_ivr
-from telephony.settings import SwitchboardSettings
+from telephony.keys import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
+from telephony.settings import SwitchboardSettings, variables
 from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.factory import configured_engine
 from telephony.switchboard.agents import AgentDesk
@@ -43,11 +43,6 @@ from telephony.switchboard.supervise import publish, read_published, supervise
 
 logger = logging.getLogger(__name__)
 
-STORE: web.AppKey[CallStore] = web.AppKey("calls_store", CallStore)
-SWITCHBOARD: web.AppKey[Switchboard] = web.AppKey("switchboard", Switchboard)
-SWITCHBOARD_SETTINGS: web.AppKey[SwitchboardSettings] = web.AppKey(
-    "switchboard_settings", SwitchboardSettings
-)
 WRAPUP_S = 5  # queues.conf `wrapuptime`
 HEALTH_FILE = "switchboard-health.json"  # the primary worker's report, for the other workers
 HEALTH_EVERY_S = 5.0
@@ -123,11 +118,12 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
     store = CallStore(sessions=core.sessions, settings=settings, on_commit=core.relay.notify)
     app[STORE] = store
     app[SWITCHBOARD_SETTINGS] = settings
-    mode = os.environ.get("IOC_SWITCHBOARD", "auto")
+    env = variables()
+    mode = env("IOC_SWITCHBOARD")
     if mode not in ("auto", "on", "off"):
         raise ConfigError(f"IOC_SWITCHBOARD must be auto, on or off, got {mode!r}")
     state_dir = core.settings.data_dir / "asterisk"
-    prepared = (state_dir / "secrets.json").exists()
+    prepared = (state_dir / SECRETS).exists()
     health_file = state_dir / HEALTH_FILE
     if mode == "off" or (mode == "auto" and not prepared):
         yield
@@ -141,13 +137,15 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         app[HEALTH_CHECKS]["switchboard"] = published
         yield
         return
+    # `on` runs it even where `ioc setup asterisk` has not: the passwords are made then.
+    ensure_secrets(state_dir)
     asterisk = AsteriskSettings.from_env(state_dir)
     sb = build_switchboard(
         store=store,
         settings=settings,
         asterisk=asterisk,
         api=system_api(app, name="switchboard"),
-        host=os.environ.get("IOC_ASTERISK_HOST", "127.0.0.1"),
+        host=env("IOC_ASTERISK_HOST"),
         menu=load_menu(),
         stt=_stt(core.settings.cache_dir),
         spool=state_dir / "spool",

@@ -1,17 +1,17 @@
 """The switchboard's settings: hotline services and call-back policy from `dialplans/services.toml`
 (data), deployment knobs from `IOC_*` variables (declared once in `VARIABLES`; the README's
-configuration reference is checked against it)."""
+configuration reference is checked against it). Every telephony module reads them through
+`variables()`, the reader the core, the NLU and the bots use for theirs."""
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ioc_core.config import ConfigError, Variable
+from ioc_core.config import ConfigError, Variable, VariableReader, variable_reader
 from telephony.calls.callback_policy import MAX_PER_HOUR_DEFAULT, NATIONAL_DEFAULT, compile_allowed
 
 SERVICES_FILE = Path(__file__).resolve().parents[1] / "dialplans" / "services.toml"
@@ -25,7 +25,9 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_ARI_PASSWORD", "(generated)", "ARI password; kept in secrets.json if unset."),
     Variable("IOC_AMI_PASSWORD", "(generated)", "AMI password; kept in secrets.json if unset."),
     Variable("IOC_ASTERISK_TRUNK_IPS", "127.0.0.1", "Carrier/SBC addresses (comma-separated)."),
-    Variable("IOC_ASTERISK_AGENTS", "1001,...,1005", "Agent extensions (comma-separated)."),
+    Variable(
+        "IOC_ASTERISK_AGENTS", "1001,1002,1003,1004,1005", "Agent extensions (comma-separated)."
+    ),
     Variable("IOC_PROMPTS_DIR", "", "Recorded prompts (<lang>/<name>.wav) replacing espeak-ng."),
     Variable(
         "IOC_STT_MODEL_DIR",
@@ -39,7 +41,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "IOC_STT_EXTERNAL_URL", "", "ws:// URL of an external engine (docs/speech-websocket.md)."
     ),
-    Variable("IOC_SERVICES_FILE", "dialplans/services.toml", "Hotline services and call-backs."),
+    Variable("IOC_SERVICES_FILE", "(dialplans/services.toml)", "Hotline services and call-backs."),
     Variable(
         "IOC_CALLBACK_ATTEMPTS", "", "Automatic call-back attempts (overrides the file).", int
     ),
@@ -53,8 +55,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "IOC_CALLBACK_MAX_PER_HOUR",
-        str(MAX_PER_HOUR_DEFAULT),
-        "Automatic call-backs to one number in an hour; more wait for a person (overrides).",
+        "",
+        "Automatic call-backs to one number in an hour; more wait for a person (overrides the "
+        f"file, else {MAX_PER_HOUR_DEFAULT}).",
         int,
     ),
     Variable(
@@ -65,7 +68,7 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("IOC_ASTERISK_AGI_PORT", "4573", "Port of the FastAGI look-up server.", int),
     Variable(
         "IOC_ASTERISK_CDR_FILE",
-        "IOC_DATA_DIR/asterisk/log/cdr-custom/ioc-calls.json",
+        "(IOC_DATA_DIR/asterisk/log/cdr-custom/ioc-calls.json)",
         "Asterisk's own call records the switchboard reconciles from (ADR 0018).",
     ),
     Variable(
@@ -101,6 +104,11 @@ VARIABLES: tuple[Variable, ...] = (
         "Optional display names: 1001=Nguyễn Văn A,1002=... (staff names on drafts).",
     ),
 )
+
+
+def variables(env: Mapping[str, str] | None = None) -> VariableReader:
+    """Telephony's `VARIABLES` read from `env` (default: the process environment)."""
+    return variable_reader(VARIABLES, env)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,8 +149,15 @@ class SwitchboardSettings:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> SwitchboardSettings:
-        env = os.environ if env is None else env
-        path = Path(env.get("IOC_SERVICES_FILE") or SERVICES_FILE)
+        g = variables(env)
+        path = Path(g("IOC_SERVICES_FILE") or SERVICES_FILE)
+        # Read before the file's entries, so a bad variable is named as itself.
+        attempts, spacing_s = g("IOC_CALLBACK_ATTEMPTS", 0), g("IOC_CALLBACK_SPACING_S", 0)
+        first_delay_s, max_per_hour = (
+            g("IOC_CALLBACK_FIRST_DELAY_S", 0),
+            g("IOC_CALLBACK_MAX_PER_HOUR", 0),
+        )
+        allowed = g("IOC_CALLBACK_ALLOWED")
         try:
             data = tomllib.loads(path.read_text("utf-8"))
         except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -155,14 +170,12 @@ class SwitchboardSettings:
             cb = data["callback"]
             policy = CallbackPolicy(
                 automatic=frozenset(str(n) for n in cb["automatic"]),
-                attempts=_int(env, "IOC_CALLBACK_ATTEMPTS", cb["attempts"]),
-                spacing_s=_int(env, "IOC_CALLBACK_SPACING_S", cb["spacing_s"]),
-                first_delay_s=_int(env, "IOC_CALLBACK_FIRST_DELAY_S", cb["first_delay_s"]),
+                attempts=_or(attempts, cb["attempts"]),
+                spacing_s=_or(spacing_s, cb["spacing_s"]),
+                first_delay_s=_or(first_delay_s, cb["first_delay_s"]),
                 ring_s=int(cb["ring_s"]),
-                allowed=_allowed(env, cb.get("allowed", NATIONAL_DEFAULT)),
-                max_per_hour=_int(
-                    env, "IOC_CALLBACK_MAX_PER_HOUR", cb.get("max_per_hour", MAX_PER_HOUR_DEFAULT)
-                ),
+                allowed=_allowed(allowed, cb.get("allowed", NATIONAL_DEFAULT)),
+                max_per_hour=_or(max_per_hour, cb.get("max_per_hour", MAX_PER_HOUR_DEFAULT)),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ConfigError(f"IOC_SERVICES_FILE {path}: missing or bad entry {exc}") from exc
@@ -171,7 +184,7 @@ class SwitchboardSettings:
             raise ConfigError(f"IOC_SERVICES_FILE {path}: call-back for unknown {sorted(unknown)}")
         names = dict(
             item.split("=", 1)
-            for item in env.get("IOC_SWITCHBOARD_AGENT_NAMES", "").split(",")
+            for item in g("IOC_SWITCHBOARD_AGENT_NAMES").split(",")
             if "=" in item
         )
         return cls(
@@ -181,25 +194,14 @@ class SwitchboardSettings:
         )
 
 
-def _allowed(
-    env: Mapping[str, str], default: list[str] | tuple[str, ...]
-) -> tuple[re.Pattern[str], ...]:
-    raw = env.get("IOC_CALLBACK_ALLOWED", "")
-    patterns = raw.split() if raw.strip() else [str(p) for p in default]
+def _allowed(raw: str, default: list[str] | tuple[str, ...]) -> tuple[re.Pattern[str], ...]:
+    patterns = raw.split() if raw else [str(p) for p in default]
     try:
         return compile_allowed(patterns)
     except ValueError as exc:
         raise ConfigError(f"IOC_CALLBACK_ALLOWED: {exc}") from exc
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name, "")
-    if not raw:
-        return int(default)
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name} must not be negative, got {value}")
-    return value
+def _or(value: int | None, default: int) -> int:
+    """A variable that overrides the services file: its value when set, else the file's."""
+    return int(default) if value is None else value

@@ -1,7 +1,8 @@
 """The switchboard's REST API for the consoles: calls, call-backs, queues, agents.
 
 Plugged into the hub's web application through the `ioc.web` entry point; the switchboard
-itself (ARI + AMI) starts with the app in the primary worker (see telephony.role)."""
+itself (ARI + AMI) starts with the app in the primary worker (see telephony.role); what the
+handlers read from the app is in telephony.keys."""
 
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from ioc_core.http import json_response, parse_query, read_model
 from telephony.ami.client import AmiError, AmiUnavailable
 from telephony.calls.kpi import QueuedCall, queue_stats
 from telephony.i18n import said
-from telephony.role import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
+from telephony.keys import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
 from telephony.switchboard.agents import UnknownAgent
 
 routes = web.RouteTableDef()

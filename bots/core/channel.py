@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Protocol
 
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 
 
 class RetryLater(Exception):

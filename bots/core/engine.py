@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from bots.core.flows import END, HANDOFF, SAY, STAY, Flows, Step, check_handlers
-from bots.core.messages import Inbound, Reply
+from bots.messages import Conversation, Inbound, Reply
 from ioc_core.i18n import Translator
 from nlu.client import Nlu, Understanding
-from nlu.rasa.components.vietnamese import fold
+from nlu.text.vietnamese import fold
 
 logger = logging.getLogger(__name__)
 
@@ -29,18 +28,6 @@ START_WORDS = frozenset({"/start", "start", "bat dau", "menu", "/menu", "xin cha
 CANCEL_WORDS = frozenset({"/cancel", "cancel", "huy", "huy bo", "thoat", "dung lai", "stop"})
 FLOW_PAYLOAD = "flow:"
 DIGRESS_CONFIDENCE = 0.7  # how sure the NLU must be to leave a step that expects a place or code
-
-
-@dataclass
-class Conversation:
-    flow: str | None = None
-    step: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
-    language: str = "vi"
-    expired: bool = False  # the loader found the last flow timed out (and cleared it)
-
-    def end(self) -> None:
-        self.flow, self.step, self.data = None, None, {}
 
 
 class Ctx:

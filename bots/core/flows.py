@@ -12,7 +12,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ioc_core.errors import IocError
-from nlu.rasa.components.vietnamese import fold
+from nlu.text.vietnamese import fold
 
 FLOWS_FILE = Path(__file__).resolve().parents[1] / "data" / "flows.toml"
 KINDS = frozenset({"text", "photo", "location", "choice"})

@@ -15,12 +15,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bots.core.engine import Ctx, Handler, Provider, Starter
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 from bots.store.service import BotStore
 from ioc_core.api import CoreApi, CoreApiError
 from ioc_core.api.client import leaf_keywords
 from nlu.keywords import suggest_category
-from nlu.rasa.components.vietnamese import fold
+from nlu.text.vietnamese import fold
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ import time
 from datetime import timedelta
 
 from bots.core.channel import Channel, RetryLater, Undeliverable
-from bots.core.messages import Reply
+from bots.messages import Reply
 from bots.store.models import Outgoing
 from bots.store.service import BotStore
 from ioc_core.db import utcnow

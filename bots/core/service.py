@@ -11,9 +11,9 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from bots.core.channel import Channel
-from bots.core.engine import Conversation, Engine
+from bots.core.engine import Engine
 from bots.core.handlers import Services
-from bots.core.messages import MAX_TEXT, Inbound, Reply
+from bots.messages import MAX_TEXT, Conversation, Inbound, Reply
 from bots.store.service import BotStore, Turn, refused_by_database
 from ioc_core.api.client import CoreApiError
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bots.core.channel import Channel
-from bots.core.engine import Conversation, Ctx, Engine
+from bots.core.engine import Ctx, Engine
 from bots.core.handlers import (
     EMERGENCY_CATEGORY,
     Services,
@@ -29,7 +29,7 @@ from bots.core.handlers import (
     start_emergency,
     subscribe_area,
 )
-from bots.core.messages import MAX_TEXT, Inbound, Reply, cleaned
+from bots.messages import MAX_TEXT, Conversation, Inbound, Reply, cleaned
 from bots.store.service import BotStore
 from ioc_core.i18n import LANGUAGES
 from nlu.client import ENTITIES, Understanding, understanding

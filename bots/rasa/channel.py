@@ -17,7 +17,7 @@ from urllib.parse import quote
 import aiohttp
 
 from bots.core.channel import RetryLater, Undeliverable
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 from bots.rasa.actions import PUSHED, RELAYED
 
 

@@ -16,8 +16,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from bots.core.engine import Conversation
-from bots.core.messages import Inbound, Reply
+from bots.messages import Conversation, Inbound, Reply
 from bots.store.models import Chat, ChatReport, Handoff, Outgoing, Seen, Subscription
 from ioc_core.db import transaction, utcnow
 

@@ -34,7 +34,7 @@ from telegram.error import BadRequest, Forbidden, InvalidToken, RetryAfter, Tele
 from telegram.request import HTTPXRequest
 
 from bots.core.channel import RetryLater, Undeliverable
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 
 logger = logging.getLogger(__name__)
 

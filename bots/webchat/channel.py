@@ -33,7 +33,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 from bots.store.service import BotStore
 from ioc_core.errors import MalformedRequest
 from ioc_core.http import loads_json

@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from bots.core.channel import RetryLater, Undeliverable
-from bots.core.messages import Inbound, Reply
+from bots.messages import Inbound, Reply
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from telephony import dialplan_vars as dv
+from telephony.settings import variables
 
 logger = logging.getLogger(__name__)
 
@@ -178,4 +178,4 @@ def default_path(log_dir: Path) -> Path:
 
 def configured_path(state_dir: Path) -> Path:
     """IOC_ASTERISK_CDR_FILE, or the file in the instance's own log folder."""
-    return Path(os.environ.get("IOC_ASTERISK_CDR_FILE") or default_path(state_dir / "log"))
+    return Path(variables()("IOC_ASTERISK_CDR_FILE") or default_path(state_dir / "log"))

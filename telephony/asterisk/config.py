@@ -12,7 +12,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
 
-DEFAULT_AGENTS = "1001,1002,1003,1004,1005"  # five call-takers per shift, as in the seed
+from ioc_core.config import ConfigError
+from telephony.settings import variables
+
+SECRETS = "secrets.json"
 DIALPLANS = Path(__file__).resolve().parents[2] / "dialplans" / "etc"
 
 
@@ -53,52 +56,45 @@ class AsteriskSettings:
 
     @classmethod
     def from_env(cls, state_dir: Path, env: Mapping[str, str] | None = None) -> AsteriskSettings:
-        """IOC_ASTERISK_* from the environment; passwords not given there are generated once
-        and kept (mode 0600) in the state folder, never in the repository."""
-        env = os.environ if env is None else env
-        secrets_file = state_dir / "secrets.json"
-        kept: dict[str, str] = {}
-        if secrets_file.exists():
-            kept = json.loads(secrets_file.read_text())
-        agents = [
-            a.strip()
-            for a in env.get("IOC_ASTERISK_AGENTS", DEFAULT_AGENTS).split(",")
-            if a.strip()
-        ]
-        for name in ("ari_password", "ami_password", *(f"agent_{a}" for a in agents)):
-            kept.setdefault(name, secrets.token_urlsafe(18))
-        state_dir.mkdir(parents=True, exist_ok=True)
-        secrets_file.write_text(json.dumps(kept))
-        secrets_file.chmod(0o600)
+        """IOC_ASTERISK_* and the others from `env` (default: the process environment), with
+        the passwords not given there from the state folder's secrets, once `ensure_secrets`
+        has made them (before that they are blank, and `placeholders` refuses to render)."""
+        g = variables(env)
+        secrets_file = state_dir / SECRETS
+        kept: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
 
-        def num(name: str, default: int) -> int:
-            return int(env.get(f"IOC_ASTERISK_{name}", default))
+        def port(name: str) -> int:
+            value: int = g(f"IOC_ASTERISK_{name}", 1)
+            return value
 
         return cls(
-            http_port=num("HTTP_PORT", 8088),
-            ami_port=num("AMI_PORT", 5038),
-            sip_port=num("SIP_PORT", 5060),
-            rtp_start=num("RTP_START", 10000),
-            rtp_end=num("RTP_END", 20000),
-            agi_port=num("AGI_PORT", 4573),
-            audiosocket_port=num("AUDIOSOCKET_PORT", 9092),
-            live_max=int(env.get("IOC_STT_LIVE_MAX", 2)),
-            announce_s=int(env.get("IOC_QUEUE_ANNOUNCE_S", 45)),
-            hotline_max_wait_s=int(env.get("IOC_HOTLINE_MAX_WAIT_S", 300)),
-            trunk_contact=env.get("IOC_ASTERISK_TRUNK_CONTACT", "sip:127.0.0.1:5070"),
-            record_calls=env.get("IOC_RECORD_CALLS", "1").lower()
-            not in ("0", "false", "no", "off"),
-            ari_password=env.get("IOC_ARI_PASSWORD") or kept["ari_password"],
-            ami_password=env.get("IOC_AMI_PASSWORD") or kept["ami_password"],
-            trunk_ips=tuple(
-                ip.strip()
-                for ip in env.get("IOC_ASTERISK_TRUNK_IPS", "127.0.0.1").split(",")
-                if ip.strip()
-            ),
-            agents={a: kept[f"agent_{a}"] for a in agents},
+            http_port=port("HTTP_PORT"),
+            ami_port=port("AMI_PORT"),
+            sip_port=port("SIP_PORT"),
+            rtp_start=port("RTP_START"),
+            rtp_end=port("RTP_END"),
+            agi_port=port("AGI_PORT"),
+            audiosocket_port=port("AUDIOSOCKET_PORT"),
+            live_max=g("IOC_STT_LIVE_MAX", 0),
+            announce_s=g("IOC_QUEUE_ANNOUNCE_S", 0),
+            hotline_max_wait_s=g("IOC_HOTLINE_MAX_WAIT_S", 0),
+            trunk_contact=g("IOC_ASTERISK_TRUNK_CONTACT"),
+            record_calls=g("IOC_RECORD_CALLS"),
+            ari_password=g("IOC_ARI_PASSWORD") or kept.get("ari_password", ""),
+            ami_password=g("IOC_AMI_PASSWORD") or kept.get("ami_password", ""),
+            trunk_ips=_listed(g("IOC_ASTERISK_TRUNK_IPS")),
+            agents={a: kept.get(f"agent_{a}", "") for a in _listed(g("IOC_ASTERISK_AGENTS"))},
         )
 
     def placeholders(self) -> dict[str, str]:
+        blank = [n for n in ("ari_password", "ami_password") if not getattr(self, n)]
+        blank += [f"agent {a}" for a, pw in self.agents.items() if not pw]
+        if blank:
+            # Never an Asterisk that takes an empty password.
+            raise ConfigError(
+                f"no password for {', '.join(blank)}: run `ioc setup asterisk` (it keeps them "
+                f"in IOC_DATA_DIR/asterisk/{SECRETS})"
+            )
         values = {
             k.upper(): str(v)
             for k, v in asdict(self).items()
@@ -108,6 +104,35 @@ class AsteriskSettings:
         values["TRUNK_IPS"] = ",".join(self.trunk_ips)
         values["AGENT_SECTIONS"] = "".join(_agent(ext, pw) for ext, pw in self.agents.items())
         return values
+
+
+def ensure_secrets(state_dir: Path, env: Mapping[str, str] | None = None) -> Path:
+    """The setup step that makes the passwords not given in the environment (ARI, AMI, one
+    per agent extension): generated once, kept in the state folder's secrets.json, mode 0600,
+    never in the repository. Those already kept stay; returns the file."""
+    secrets_file = state_dir / SECRETS
+    kept: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
+    agents = _listed(variables(env)("IOC_ASTERISK_AGENTS"))
+    wanted = ("ari_password", "ami_password", *(f"agent_{a}" for a in agents))
+    missing = [name for name in wanted if name not in kept]
+    for name in missing:
+        kept[name] = secrets.token_urlsafe(18)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    if missing or not secrets_file.exists():
+        # Created 0600, never readable by others even for a moment.
+        with open(secrets_file, "w", opener=_private) as out:
+            out.write(json.dumps(kept))
+    secrets_file.chmod(0o600)
+    return secrets_file
+
+
+def _private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _listed(raw: str) -> tuple[str, ...]:
+    """A comma-separated variable's items, blanks dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _agent(extension: str, password: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from telephony.ivr.prompts import PromptToolMissing, speak
+from telephony.settings import variables
 from telephony.speech.engine import SpeechError
 from telephony.speech.factory import configured_engine
 from telephony.speech.models import stt_model_dir
@@ -72,7 +72,7 @@ def register(sub: Any) -> None:
     stt = sub.add_parser("stt", help="speech to text (offline)")
     stt.add_argument("action", choices=["transcribe"])
     stt.add_argument("files", nargs="+", help="audio files (wav, mp3, ogg, ...)")
-    stt.add_argument("--language", default=os.environ.get("IOC_STT_LANGUAGE", "vi"))
+    stt.add_argument("--language", default=variables()("IOC_STT_LANGUAGE"))
     stt.set_defaults(fn=_stt)
     tts = sub.add_parser("tts", help="text to speech with espeak-ng (8 kHz WAV)")
     tts.add_argument("action", choices=["say"])

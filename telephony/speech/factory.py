@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from pathlib import Path
 
 from ioc_core.artifacts import ArtifactCache
+from telephony.settings import variables
 from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.external import ExternalEngine
 from telephony.speech.models import stt_model_dir
@@ -17,29 +17,29 @@ ENGINES = ("whisper", "vosk", "external")
 
 
 def configured_engine(cache_dir: Path, env: Mapping[str, str] | None = None) -> SpeechEngine:
-    env = os.environ if env is None else env
-    kind = env.get("IOC_STT_ENGINE", "whisper")
-    language = env.get("IOC_STT_LANGUAGE", "vi")
+    g = variables(env)
+    kind, language = g("IOC_STT_ENGINE"), g("IOC_STT_LANGUAGE")
     if kind == "whisper":
         return WhisperEngine(model_dir=stt_model_dir(ArtifactCache(cache_dir)), language=language)
     if kind == "vosk":
-        folder = env.get("IOC_STT_VOSK_MODEL_DIR", "")
+        folder = g("IOC_STT_VOSK_MODEL_DIR")
         if not folder:
             raise SpeechError(
                 "IOC_STT_ENGINE=vosk needs IOC_STT_VOSK_MODEL_DIR (a Vosk model folder)"
             )
-        return VoskEngine(model_dir=Path(folder), language=language, grammar=_grammar(env))
+        return VoskEngine(
+            model_dir=Path(folder), language=language, grammar=_grammar(g("IOC_STT_VOSK_GRAMMAR"))
+        )
     if kind == "external":
-        url = env.get("IOC_STT_EXTERNAL_URL", "")
+        url = g("IOC_STT_EXTERNAL_URL")
         if not url.startswith(("ws://", "wss://")):
             raise SpeechError(f"IOC_STT_EXTERNAL_URL must be a ws:// or wss:// URL, got {url!r}")
         return ExternalEngine(url=url, language=language)
     raise SpeechError(f"IOC_STT_ENGINE must be one of {', '.join(ENGINES)}, got {kind!r}")
 
 
-def _grammar(env: Mapping[str, str]) -> list[str]:
+def _grammar(name: str) -> list[str]:
     """IOC_STT_VOSK_GRAMMAR: a file of phrases, one per line ('#' comments); unset: full mode."""
-    name = env.get("IOC_STT_VOSK_GRAMMAR", "")
     if not name:
         return []
     try:

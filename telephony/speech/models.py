@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import shutil
 from importlib import resources
 from pathlib import Path
 
 from ioc_core.artifacts import ArtifactCache
+from telephony.settings import variables
 from telephony.speech.engine import SpeechError
 
 logger = logging.getLogger(__name__)
@@ -64,5 +64,5 @@ def ensure_whisper_base(cache: ArtifactCache) -> Path:
 
 def stt_model_dir(cache: ArtifactCache) -> Path:
     """IOC_STT_MODEL_DIR (a province's stronger model) or the assembled Whisper base."""
-    configured = os.environ.get("IOC_STT_MODEL_DIR")
+    configured = variables()("IOC_STT_MODEL_DIR")
     return Path(configured) if configured else ensure_whisper_base(cache)

@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 from telephony.ari.client import AriClient, AriError
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
 from tests.sip.agent_phone import (
@@ -56,6 +56,7 @@ def switchboard(
     chroot_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Switchboard]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("agent-phone"))
+    ensure_secrets(proc.state_dir)
     settings = AsteriskSettings.from_env(proc.state_dir)
     proc.start(render(settings.placeholders()))
     try:

@@ -20,7 +20,7 @@ import pytest
 from ioc_core.artifacts import mounts_under
 from telephony.ari.client import AriClient
 from telephony.asterisk.chroot import PACKAGES
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
 from tests.sip.sipp import SCENARIOS, run_sipp
@@ -39,6 +39,7 @@ def asterisk(chroot_root: Path, tmp_path: Path) -> Iterator[AsteriskProcess]:
 
 
 def test_start_status_cli_stop(asterisk: AsteriskProcess) -> None:
+    ensure_secrets(asterisk.state_dir)
     settings = AsteriskSettings.from_env(asterisk.state_dir)
     config = render(settings.placeholders())
     pid = asterisk.start(config)
@@ -62,6 +63,7 @@ def switchboard(
     chroot_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AsteriskProcess]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("switchboard"))
+    ensure_secrets(proc.state_dir)
     proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
     try:
         yield proc
@@ -135,6 +137,7 @@ def _get(url: str, user: str, password: str) -> int:
 
 
 def test_every_placeholder_is_filled(tmp_path: Path) -> None:
+    ensure_secrets(tmp_path)
     files = render(AsteriskSettings.from_env(tmp_path).placeholders())
     assert "modules.conf" in files and "http.conf" in files
     assert all("@{" not in text for text in files.values())

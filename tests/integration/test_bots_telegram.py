@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from bots.role import BOTS
+from bots.keys import BOTS
 from ioc_core.access.roles import Principal, Role
 from ioc_core.api import InProcessCoreApi
 from ioc_core.runtime import Core

@@ -15,8 +15,8 @@ import pytest
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestClient, TestServer
 
-from bots.core.messages import Inbound
-from bots.role import BOTS
+from bots.keys import BOTS
+from bots.messages import Inbound
 from bots.webchat.channel import PHOTOS_HELD, WebChatChannel
 from ioc_core.bus import InProcessBus
 from ioc_core.config import Settings

@@ -13,8 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import update
 
-from bots.core.messages import Reply
-from bots.role import BOTS
+from bots.keys import BOTS
+from bots.messages import Reply
 from bots.store.models import Chat
 from ioc_core.access.roles import Principal, Role
 from ioc_core.api import InProcessCoreApi

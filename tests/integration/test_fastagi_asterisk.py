@@ -33,7 +33,7 @@ from telephony.agi.lookups import (
     make_caller_lookup,
 )
 from telephony.ari.client import AriClient, ChannelGone
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 
 pytestmark = pytest.mark.asterisk
@@ -61,6 +61,7 @@ def asterisk(
     chroot_root: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[AsteriskProcess]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("agi-asterisk"))
+    ensure_secrets(proc.state_dir)
     config = render(AsteriskSettings.from_env(proc.state_dir).placeholders())
     extensions = config["extensions.conf"]
     assert "[caller-lookup]" in extensions  # the project's own subroutine is under test

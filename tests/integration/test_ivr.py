@@ -21,7 +21,7 @@ import pytest
 
 from ioc_core.artifacts import mounts_under
 from telephony.ari.client import AriClient
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import ensure_prompts
@@ -40,6 +40,7 @@ def switchboard(
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("ivr-switchboard"))
     ensure_prompts(proc.state_dir / "sounds")  # what `ioc setup` does before the start
     try:
+        ensure_secrets(proc.state_dir)
         proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
         yield proc
     finally:

@@ -35,7 +35,7 @@ import aiohttp
 import pytest
 
 from ioc_core.artifacts import mounts_under
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from tests.helpers import wait_until
 from tests.sip.sipp import SCENARIOS, Caller, run_sipp
@@ -60,6 +60,7 @@ class Edge:
 def edge(chroot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     root = chroot_root
     proc = AsteriskProcess(root=root, state_dir=tmp_path_factory.mktemp("sip-edge"))
+    ensure_secrets(proc.state_dir)
     settings = AsteriskSettings.from_env(proc.state_dir)
     try:
         pid = proc.start(render(settings.placeholders()))

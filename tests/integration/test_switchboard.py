@@ -21,7 +21,7 @@ from ioc_core.api import InProcessCoreApi
 from ioc_core.artifacts import ArtifactCache
 from ioc_core.config import Settings
 from ioc_core.runtime import Core
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
@@ -59,6 +59,7 @@ def backend() -> str:
 def pbx(chroot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("pbx"))
     ensure_prompts(proc.state_dir / "sounds")  # what `ioc setup asterisk` does
+    ensure_secrets(proc.state_dir)
     proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
     try:
         yield proc

@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 from ioc_core.config import Settings
 from ioc_core.runtime import Core
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.service import CallStore
 from telephony.settings import SwitchboardSettings
@@ -36,6 +36,7 @@ OUTAGE_S = 10.0
 @pytest.fixture(scope="module")
 def pbx(chroot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("pbx"))
+    ensure_secrets(proc.state_dir)
     proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
     try:
         yield proc

@@ -18,7 +18,7 @@ from ioc_core.config import Settings
 from ioc_core.db import transaction
 from ioc_core.runtime import Core
 from ioc_core.web.app import make_app
-from telephony.asterisk.config import AsteriskSettings, render
+from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
@@ -39,6 +39,7 @@ def backend() -> str:
 def pbx(chroot_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[AsteriskProcess]:
     proc = AsteriskProcess(root=chroot_root, state_dir=tmp_path_factory.mktemp("pbx"))
     ensure_prompts(proc.state_dir / "sounds")
+    ensure_secrets(proc.state_dir)
     proc.start(render(AsteriskSettings.from_env(proc.state_dir).placeholders()))
     try:
         yield proc

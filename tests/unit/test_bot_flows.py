@@ -8,10 +8,9 @@ from typing import Any
 
 import pytest
 
-from bots.core.engine import Conversation
 from bots.core.flows import FlowError, check_handlers, load_flows, parse_flows
 from bots.core.handlers import HANDLERS, PROVIDERS, STARTERS, Faq, Services
-from bots.core.messages import Inbound
+from bots.messages import Conversation, Inbound
 from bots.role import PROCEDURES, make_engine
 from nlu.client import Understanding
 

@@ -8,7 +8,7 @@ import pytest
 
 from ioc_core.api.client import leaf_keywords
 from ioc_core.catalogue.loaders import default_categories
-from nlu.keywords import emergency_service, fold, suggest_category
+from nlu.keywords import emergency_service, padded, suggest_category
 
 
 @pytest.mark.parametrize(
@@ -36,8 +36,8 @@ def test_emergency_pre_check(text: str, service: str | None) -> None:
 
 
 def test_folding() -> None:
-    assert fold("Đồng Xoài, BÌNH PHƯỚC!") == " dong xoai binh phuoc "
-    assert fold("Đồng Xoài!", keep_marks=True) == " đồng xoài "
+    assert padded("Đồng Xoài, BÌNH PHƯỚC!") == " dong xoai binh phuoc "
+    assert padded("Đồng Xoài!", keep_marks=True) == " đồng xoài "
     # Without diacritics "chay" is run, flow or fire: alone it is not enough ...
     assert emergency_service("chay bo buoi sang") is None
     assert emergency_service("nuoc chay lenh lang") is None

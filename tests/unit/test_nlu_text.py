@@ -8,8 +8,8 @@ import pytest
 
 from nlu.client import understanding
 from nlu.examples import parse_example
-from nlu.rasa.components.vietnamese import fold, has_marks, normalise, words
 from nlu.safety import emergency_number
+from nlu.text.vietnamese import fold, has_marks, normalise, words
 
 
 @pytest.mark.parametrize(

@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 
-from bots.core.messages import Reply
+from bots.messages import Reply
 from bots.rasa.actions import (
     PUSHED,
     ActionError,

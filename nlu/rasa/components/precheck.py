@@ -1,4 +1,4 @@
-"""`EmergencyPrecheck`: the hub's emergency pre-check (components/emergency.py, the same word
+"""`EmergencyPrecheck`: the hub's emergency pre-check (nlu/text/emergency.py, the same word
 list) inside Rasa's own pipeline, after the intent classifier. Where it sees an emergency
 the model did not name, the intent becomes that emergency (confidence 1.0), so Rasa's own
 dialogue (its channels, bots/rasa) runs the emergency rule instead of, say, a greeting. The
@@ -23,7 +23,7 @@ from rasa.shared.nlu.constants import (
 )
 from rasa.shared.nlu.training_data.message import Message
 
-from .emergency import INTENT_OF, emergency_number
+from nlu.text.emergency import INTENT_OF, emergency_number
 
 MODEL_INTENT = "model_intent"
 

@@ -1,8 +1,7 @@
 """The emergency pre-check's matching: 113/114/115 written on their own, and the words of
-emergency.json with or without diacritics. It lives among the Rasa components so that the
-model carries it (components/precheck.py runs it in Rasa's own pipeline) while the hub
-imports the same code (nlu/safety.py, nlu/keywords.py): one word list, one behaviour. Pure
-Python, no Rasa import."""
+emergency.json with or without diacritics. The hub (nlu/safety.py, nlu/keywords.py) and
+Rasa's own pipeline (components/precheck.py) run this same code: one word list, one
+behaviour."""
 
 from __future__ import annotations
 
@@ -12,8 +11,7 @@ from collections.abc import Iterable
 from functools import cache
 from pathlib import Path
 
-from .vietnamese import fold as bare
-from .vietnamese import has_marks, normalise
+from nlu.text.vietnamese import fold, has_marks, normalise
 
 DATA = Path(__file__).with_name("emergency.json")
 # Emergency numbers in priority order when words of several match (fire first: it spreads).
@@ -25,13 +23,13 @@ NUMBER_OF = {intent: number for number, intent in INTENT_OF.items()}
 _NUMBER = re.compile(r"(?<![\w/-])(11[345])(?![\w/-])")
 
 
-def fold(text: str, *, keep_marks: bool = False) -> str:
-    """Lower case, abbreviations spelled out ("nha t bi chay" -> "nha tôi bi chay"), runs of
-    non-letters -> one space, padded with spaces for whole-word search; without `keep_marks`
-    also no diacritics and đ -> d."""
+def padded(text: str, *, keep_marks: bool = False) -> str:
+    """The text as a haystack for whole-word search: lower case, abbreviations spelled out
+    ("nha t bi chay" -> "nha tôi bi chay"), runs of non-letters -> one space, padded with
+    spaces; without `keep_marks` also folded (no diacritics, đ -> d)."""
     text = normalise(text)
     if not keep_marks:
-        text = bare(text)
+        text = fold(text)
     return " " + re.sub(r"[\W_]+", " ", text).strip() + " "
 
 
@@ -47,7 +45,7 @@ def emergency_words() -> dict[str, tuple[str, ...]]:
 
 @cache
 def _ambiguous_bare() -> frozenset[str]:
-    return frozenset(fold(w).strip() for w in _data().get("_ambiguous_bare", []))
+    return frozenset(padded(w).strip() for w in _data().get("_ambiguous_bare", []))
 
 
 def matches(text: str, words: Iterable[str]) -> list[str]:
@@ -55,10 +53,10 @@ def matches(text: str, words: Iterable[str]) -> list[str]:
     # Written with diacritics, they are meant: "chạy" (run) is not "cháy" (fire). Text
     # typed without any is matched folded, and may then match both.
     keep = has_marks(text)
-    haystack = fold(text, keep_marks=keep)
+    haystack = padded(text, keep_marks=keep)
     found = []
     for word in words:
-        needle = fold(word, keep_marks=keep).strip()
+        needle = padded(word, keep_marks=keep).strip()
         if needle and f" {needle} " in haystack:
             found.append(needle)
     return found
@@ -72,7 +70,7 @@ def emergency_service(text: str) -> str | None:
     ambiguous = _ambiguous_bare()
     for phrase in _data().get("_not_emergency", []):
         for found in matches(text, [phrase]):
-            text = fold(text, keep_marks=not bare_text).replace(f" {found} ", " ")
+            text = padded(text, keep_marks=not bare_text).replace(f" {found} ", " ")
     for number in PRIORITY:
         hits = matches(text, emergency_words().get(number, ()))
         if bare_text and all(h in ambiguous for h in hits) and len(hits) < 2:

@@ -1,4 +1,6 @@
-"""What reaches the engine from any channel, and what it answers: channel-agnostic."""
+"""What reaches the engine from any channel, what it answers, and where a conversation stands:
+channel-agnostic values shared by the engine (bots.core) and the store beneath it (bots.store),
+which keeps them and never imports the engine (an import-linter contract)."""
 
 from __future__ import annotations
 
@@ -76,3 +78,15 @@ def cleaned(msg: Inbound) -> Inbound:
         choice=c(msg.choice),
         photo=c(msg.photo),
     )
+
+
+@dataclass
+class Conversation:
+    flow: str | None = None
+    step: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+    language: str = "vi"
+    expired: bool = False  # the loader found the last flow timed out (and cleared it)
+
+    def end(self) -> None:
+        self.flow, self.step, self.data = None, None, {}

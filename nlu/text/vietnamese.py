@@ -1,6 +1,6 @@
 """Vietnamese text as people type it: with or without diacritics, in chat abbreviations and
-southern speech. Plain Python, no Rasa: the hub's safety net and the Rasa tokenizer share it
-(the tokenizer imports it as `components.vietnamese` inside the Rasa project)."""
+southern speech. The hub (bots, the safety net) and the Rasa components (tokenizer, e5) share
+it; `fold` is the one folding of the project."""
 
 from __future__ import annotations
 
