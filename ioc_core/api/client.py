@@ -14,6 +14,7 @@ from ioc_core.errors import IocError
 from ioc_core.http import parse_model
 from ioc_core.incidents import service
 from ioc_core.incidents.attachments import Upload
+from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
 from ioc_core.incidents.views import render_rating
 from ioc_core.runtime import Core
@@ -29,8 +30,16 @@ class CoreApiError(Exception):
 
 class CoreApi(Protocol):
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
-    ) -> dict[str, Any]: ...
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """File a report. `idempotency_key`: the caller's name for this report (a chat's
+        inbound message, a call's draft): sent again with the same key, the report is not
+        filed twice and the first one's incident comes back (see incidents/keys.py)."""
+        ...
 
     async def get_incident(self, ref: str) -> dict[str, Any]: ...
 
@@ -120,13 +129,21 @@ class InProcessCoreApi:
             raise CoreApiError(err.status, err.error_id, err.message, err.details) from err
 
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             data = parse_model(ReportIn, dict(report))
             uploads = [Upload(filename=n, data=b) for n, b in photos]
             d = await service.report_incident(
-                self._core, data, principal=self._principal, uploads=uploads
+                self._core,
+                data,
+                principal=self._principal,
+                uploads=uploads,
+                idempotency_key=idempotency_key,
             )
             return await service.render(self._core, d, principal=self._principal)
 
@@ -236,9 +253,12 @@ class HttpCoreApi:
             await self._session.close()
             self._session = None
 
-    async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         http = await self._http()
-        async with http.request(method, self._base + path, headers=self._headers, **kw) as r:
+        sent = {**self._headers, **(headers or {})}
+        async with http.request(method, self._base + path, headers=sent, **kw) as r:
             data = await r.json(content_type=None)
             if r.status >= 400:
                 raise CoreApiError(
@@ -251,15 +271,20 @@ class HttpCoreApi:
             return result
 
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        headers = {IDEMPOTENCY_KEY: idempotency_key} if idempotency_key is not None else {}
         if not photos:
-            return await self._request("POST", "/incidents", json=dict(report))
+            return await self._request("POST", "/incidents", headers=headers, json=dict(report))
         form = aiohttp.FormData()
         form.add_field("report", json.dumps(dict(report)), content_type="application/json")
         for name, data in photos:
             form.add_field("photo", data, filename=name)
-        return await self._request("POST", "/incidents", data=form)
+        return await self._request("POST", "/incidents", headers=headers, data=form)
 
     async def get_incident(self, ref: str) -> dict[str, Any]:
         return await self._request("GET", f"/incidents/{ref}")

@@ -42,7 +42,7 @@ from ioc_core.db import (
     transaction,
 )
 from ioc_core.errors import Conflict, Forbidden, NotFound, ValidationFailed
-from ioc_core.incidents import duplicates, lifecycle, sla, views
+from ioc_core.incidents import duplicates, keys, lifecycle, sla, views
 from ioc_core.incidents.attachments import (
     Photo,
     Upload,
@@ -65,6 +65,7 @@ from ioc_core.incidents.models import (
     Incident,
     Rating,
     Reporter,
+    ReportKey,
     TimelineEntry,
 )
 from ioc_core.incidents.schemas import (
@@ -367,15 +368,26 @@ class Detail:
     primary: Incident | None
     own: bool
     scores: list[int] = field(default_factory=list)  # reporters' ratings (CH-4)
+    # The report command was a repeat of an earlier one with the same idempotency key.
+    replayed: bool = False
 
 
 async def report_incident(
-    core: Core, data: ReportIn, *, principal: Principal, uploads: Sequence[Upload] = ()
+    core: Core,
+    data: ReportIn,
+    *,
+    principal: Principal,
+    uploads: Sequence[Upload] = (),
+    idempotency_key: str | None = None,
 ) -> Detail:
     """A new report from any channel (RP-1, RP-2). Duplicates merge into their primary (RP-8).
 
     Validation happens before any write; photo files are removed again if the transaction fails,
     so a rejected report leaves no incident, no orphan file and no event.
+
+    `idempotency_key`: the client's name for this report (see keys.py). A repeat with the same
+    key returns the incident the first one made (`Detail.replayed`); the key is written in
+    the same statement as the incident, so there is never an incident without its key.
     """
     _require(principal, CREATE_ROLES, "report incidents")
     if data.draft and not principal.is_staff:
@@ -384,6 +396,13 @@ async def report_incident(
         raise Forbidden("only staff create drafts", error_id="draft-not-allowed")
     if data.internal_note:
         _require(principal, NOTE_ROLES, "add an internal note")
+    scope, fp = "", ""
+    if idempotency_key is not None:
+        keys.check_key(idempotency_key)
+        scope, fp = keys.scope_of(principal), keys.fingerprint(data)
+        done = await _repeated(core, scope, idempotency_key, fp, principal)
+        if done is not None:
+            return done
     cat = await core.catalogue.category(data.category)
     await _check_location(core, data.location)
     if len(uploads) > core.settings.max_attachments:
@@ -442,6 +461,15 @@ async def report_incident(
         created_at=now,
     )
     _AUDITED[inc] = _Audited(reporters=[reporter])
+    keyed = (
+        [
+            ReportKey(
+                scope=scope, key=idempotency_key, fingerprint=fp, incident_id=inc.id, created_at=now
+            )
+        ]
+        if idempotency_key is not None
+        else []
+    )
     root = core.settings.attachments_dir
     written: list[str] = []
     primary: Incident | None = None
@@ -502,7 +530,7 @@ async def report_incident(
             core,
             inc,
             lookup=lookup,
-            groups=[[inc], [reporter], rows, notes, timeline, outbox_rows(out)],
+            groups=[[inc], [reporter], rows, notes, timeline, outbox_rows(out), keyed],
         ):
             async with transaction(core.sessions) as s:
                 primary = await _find_primary(core, s, inc) if lookup else None
@@ -517,7 +545,19 @@ async def report_incident(
                         note="",
                         inc_sink=timeline,
                     )
-                await insert_new(s, [[inc], [reporter], rows, notes, timeline, outbox_rows(out)])
+                await insert_new(
+                    s, [[inc], [reporter], rows, notes, timeline, outbox_rows(out), keyed]
+                )
+    except Exception:
+        remove_files(root, written)
+        if idempotency_key is None:
+            raise
+        # The same key sent twice at once: the other command's incident took the key (a
+        # unique violation here), and is the answer to this one too.
+        done = await _repeated(core, scope, idempotency_key, fp, principal)
+        if done is None:
+            raise
+        return done
     except BaseException:
         remove_files(root, written)
         raise
@@ -525,6 +565,20 @@ async def report_incident(
     # Everything the caller may render is in hand: no second round of queries.
     own = principal.role is Role.CITIZEN and bool(principal.subject)
     return Detail(inc, [reporter], notes, rows, [], primary, own)
+
+
+async def _repeated(
+    core: Core, scope: str, key: str, fp: str, principal: Principal
+) -> Detail | None:
+    """The incident an earlier report with this key made, or None."""
+    async with core.sessions() as s:
+        found = await keys.find(s, scope, key)
+    if found is None:
+        return None
+    keys.check_same(found, fp)
+    d = await get_detail(core, found.incident_id, principal=principal)
+    d.replayed = True
+    return d
 
 
 # Built once: this runs for every report, and building the statement cost more than running it.

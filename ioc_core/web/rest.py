@@ -15,6 +15,7 @@ from ioc_core.errors import NotFound, ValidationFailed
 from ioc_core.http import json_response, loads_json, parse_model, parse_query, read_model
 from ioc_core.incidents import service as incidents
 from ioc_core.incidents import views
+from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
 from ioc_core.incidents.lifecycle import State
 from ioc_core.incidents.schemas import (
     PHONE_PATTERN,
@@ -189,8 +190,15 @@ async def create_incident(request: web.Request) -> web.Response:
         data = parse_model(ReportIn, raw)
     else:
         data, uploads = await read_model(request, ReportIn), []
-    d = await incidents.report_incident(core, data, principal=principal, uploads=uploads)
-    return json_response(await incidents.render(core, d, principal=principal), status=201)
+    # The client's key for this report (keys.py): a repeat returns the first one's incident.
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    d = await incidents.report_incident(
+        core, data, principal=principal, uploads=uploads, idempotency_key=key
+    )
+    response = json_response(await incidents.render(core, d, principal=principal), status=201)
+    if d.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @routes.get(f"{API}/incidents")
