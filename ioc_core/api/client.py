@@ -12,7 +12,7 @@ from ioc_core.access.roles import ANONYMOUS, Principal, Role
 from ioc_core.catalogue.service import category_json, list_areas
 from ioc_core.errors import IocError
 from ioc_core.http import parse_model
-from ioc_core.incidents import service
+from ioc_core.incidents import commands, queries, reporting
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
@@ -138,22 +138,22 @@ class InProcessCoreApi:
         async def go() -> dict[str, Any]:
             data = parse_model(ReportIn, dict(report))
             uploads = [Upload(filename=n, data=b) for n, b in photos]
-            d = await service.report_incident(
+            d = await reporting.report_incident(
                 self._core,
                 data,
                 principal=self._principal,
                 uploads=uploads,
                 idempotency_key=idempotency_key,
             )
-            return await service.render(self._core, d, principal=self._principal)
+            return await queries.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result
 
     async def get_incident(self, ref: str) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
-            d = await service.get_detail(self._core, ref, principal=self._principal)
-            return await service.render(self._core, d, principal=self._principal)
+            d = await queries.get_detail(self._core, ref, principal=self._principal)
+            return await queries.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result
@@ -162,7 +162,7 @@ class InProcessCoreApi:
         self, ref: str, action: str, *, note: str = "", agency: str | None = None
     ) -> dict[str, Any]:
         cmd = TransitionIn(action=action, note=note, agency=agency)
-        inc = await self._call(service.transition(self._core, ref, cmd, principal=self._principal))
+        inc = await self._call(commands.transition(self._core, ref, cmd, principal=self._principal))
         return await self.get_incident(inc.id)
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
@@ -173,7 +173,7 @@ class InProcessCoreApi:
 
     async def _entry(self, ref: str, body: str, kind: str) -> dict[str, Any]:
         entry = await self._call(
-            service.add_entry(
+            commands.add_entry(
                 self._core, ref, EntryIn(body=body), kind=kind, principal=self._principal
             )
         )
@@ -191,9 +191,9 @@ class InProcessCoreApi:
         return [category_json(c) for c in await self._core.catalogue.categories()]
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
-        f = service.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
+        f = queries.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
         rows, _cursor, total = await self._call(
-            service.list_incidents(self._core, f, principal=self._principal, with_total=True)
+            queries.list_incidents(self._core, f, principal=self._principal, with_total=True)
         )
         return {"open": total or 0, "latest": rows[0].code if rows else None}
 
@@ -204,7 +204,7 @@ class InProcessCoreApi:
 
         async def go() -> dict[str, Any]:
             cmd = parse_model(RatingIn, body)
-            r = await service.rate(self._core, ref, cmd, principal=self._principal)
+            r = await commands.rate(self._core, ref, cmd, principal=self._principal)
             return render_rating(r)
 
         result: dict[str, Any] = await self._call(go())
@@ -217,7 +217,7 @@ class InProcessCoreApi:
 
     async def timeline(self, ref: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._call(
-            service.render_timeline(self._core, ref, principal=self._principal)
+            queries.render_timeline(self._core, ref, principal=self._principal)
         )
         return result
 
