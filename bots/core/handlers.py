@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from bots.core.engine import Ctx, Handler, Provider, Starter
 from bots.core.messages import Inbound, Reply
 from bots.store.service import BotStore
-from ioc_core.api import CoreApi, CoreApiError
+from ioc_core.api import CoreApi, CoreApiError, format_tracking_code
 from ioc_core.api.client import leaf_keywords
 from nlu.keywords import suggest_category
 from nlu.rasa.components.vietnamese import fold
@@ -112,7 +112,7 @@ def find_code(ctx: Ctx) -> str | None:
         return code.upper()
     m = CODE.search(ctx.msg.text)
     if m:
-        return f"{m.group(1).upper()}-{m.group(2)}-{int(m.group(3)):06d}"
+        return format_tracking_code(m.group(1).upper(), int(m.group(2)), int(m.group(3)))
     return None
 
 
