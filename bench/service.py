@@ -16,8 +16,8 @@ from bench.probe import Probe
 from bench.stats import Result
 from ioc_core.access.roles import Principal, Role
 from ioc_core.config import Settings
+from ioc_core.incidents.reporting import report_incident
 from ioc_core.incidents.schemas import ReportIn
-from ioc_core.incidents.service import report_incident
 from ioc_core.runtime import Core, start_core
 
 logger = logging.getLogger(__name__)

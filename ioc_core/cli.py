@@ -16,6 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from ioc_core.access.roles import Role
 from ioc_core.config import ConfigError, Settings
 from ioc_core.errors import IocError
 from ioc_core.i18n import t
@@ -395,7 +396,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument(
         "--role",
         required=True,
-        choices=["citizen", "calltaker", "supervisor", "agency", "leader", "admin", "service"],
+        choices=[r.value for r in Role if r is not Role.PUBLIC],  # public is "no token"
     )
     create.add_argument("--agency", help="agency code (role agency only)")
     create.add_argument("--name", default="token", help="who or what uses the token")

@@ -5,6 +5,8 @@ message already said); providers make a step's buttons."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable, Mapping
@@ -17,7 +19,7 @@ from zoneinfo import ZoneInfo
 from bots.core.engine import Ctx, Handler, Provider, Starter
 from bots.messages import Inbound, Reply
 from bots.store.service import BotStore
-from ioc_core.api import CoreApi, CoreApiError
+from ioc_core.api import CoreApi, CoreApiError, format_tracking_code
 from ioc_core.api.client import leaf_keywords
 from nlu.keywords import suggest_category
 from nlu.text.vietnamese import fold
@@ -85,8 +87,6 @@ class Faq:
 
     @classmethod
     def load(cls, path: Path) -> Faq:
-        import json
-
         raw = json.loads(path.read_text("utf-8"))
         return cls(
             [
@@ -112,7 +112,7 @@ def find_code(ctx: Ctx) -> str | None:
         return code.upper()
     m = CODE.search(ctx.msg.text)
     if m:
-        return f"{m.group(1).upper()}-{m.group(2)}-{int(m.group(3)):06d}"
+        return format_tracking_code(m.group(1).upper(), int(m.group(2)), int(m.group(3)))
     return None
 
 
@@ -310,9 +310,12 @@ async def _submit(ctx: Ctx, *, priority: str | None = None, number: str = "") ->
     }
     if priority:
         report["priority"] = priority
-    photos = [(Path(p).name, await s.store.read_photo(p)) for p in d.get("photos", [])]
+    photos = await _photos_kept(s, d.get("photos", []))
     try:
-        created = await s.api.report_incident(report, photos)
+        # Keyed by the inbound message: if the hub dies after the core filed the report and
+        # before this update is marked seen, the redelivered update files nothing new and
+        # the citizen is told the same tracking code.
+        created = await s.api.report_incident(report, photos, idempotency_key=report_key(msg))
     except CoreApiError as exc:
         logger.warning("report from %s:%s refused: %s", msg.channel, msg.chat_id, exc)
         ctx.say("report.failed", reason=exc.message)
@@ -329,6 +332,27 @@ async def _submit(ctx: Ctx, *, priority: str | None = None, number: str = "") ->
         due=ctx.t("report.due", due=due) if due else "",
     )
     return "sent"
+
+
+def report_key(msg: Inbound) -> str | None:
+    """The report's idempotency key: one report per inbound message of a chat. A digest, so
+    whatever the channel's ids hold, the key is short printable ASCII (as the core asks)."""
+    if not msg.message_id:
+        return None
+    ids = json.dumps([msg.channel, msg.chat_id, msg.message_id])
+    return f"chat:{hashlib.sha256(ids.encode()).hexdigest()}"
+
+
+async def _photos_kept(s: Services, paths: list[str]) -> list[tuple[str, bytes]]:
+    """The report's photos still on disk. A photo is dropped once its report is filed: when
+    the same message is handled again after a crash, the core already has it."""
+    out = []
+    for p in paths:
+        try:
+            out.append((Path(p).name, await s.store.read_photo(p)))
+        except FileNotFoundError:
+            logger.warning("photo %s already handed over", p)
+    return out
 
 
 async def _drop_photos(ctx: Ctx) -> None:

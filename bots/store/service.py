@@ -192,7 +192,18 @@ class BotStore:
     # ------------------------------------------------------------------ reports
 
     async def remember_report(self, incident_id: str, code: str, msg: Inbound) -> None:
+        """Once per chat and incident: a message handled again after a crash files the same
+        report again (its idempotency key), and must not list it twice."""
         async with transaction(self.sessions) as s:
+            known = await s.scalar(
+                select(ChatReport.id).where(
+                    ChatReport.incident_id == incident_id,
+                    ChatReport.channel == msg.channel,
+                    ChatReport.chat_id == msg.chat_id,
+                )
+            )
+            if known is not None:
+                return
             s.add(
                 ChatReport(
                     incident_id=incident_id, code=code, channel=msg.channel, chat_id=msg.chat_id

@@ -6,5 +6,6 @@ shapes the REST API returns, rendered by the same serialisation layer.
 """
 
 from ioc_core.api.client import CoreApi, CoreApiError, HttpCoreApi, InProcessCoreApi
+from ioc_core.incidents.tracking import format_tracking_code
 
-__all__ = ["CoreApi", "CoreApiError", "HttpCoreApi", "InProcessCoreApi"]
+__all__ = ["CoreApi", "CoreApiError", "HttpCoreApi", "InProcessCoreApi", "format_tracking_code"]

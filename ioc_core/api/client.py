@@ -12,8 +12,9 @@ from ioc_core.access.roles import ANONYMOUS, Principal, Role
 from ioc_core.catalogue.service import category_json, list_areas
 from ioc_core.errors import IocError
 from ioc_core.http import parse_model
-from ioc_core.incidents import service
+from ioc_core.incidents import commands, queries, reporting
 from ioc_core.incidents.attachments import Upload
+from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
 from ioc_core.incidents.schemas import EntryIn, RatingIn, ReportIn, TransitionIn
 from ioc_core.incidents.views import render_rating
 from ioc_core.runtime import Core
@@ -29,8 +30,16 @@ class CoreApiError(Exception):
 
 class CoreApi(Protocol):
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
-    ) -> dict[str, Any]: ...
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        """File a report. `idempotency_key`: the caller's name for this report (a chat's
+        inbound message, a call's draft): sent again with the same key, the report is not
+        filed twice and the first one's incident comes back (see incidents/keys.py)."""
+        ...
 
     async def get_incident(self, ref: str) -> dict[str, Any]: ...
 
@@ -120,23 +129,31 @@ class InProcessCoreApi:
             raise CoreApiError(err.status, err.error_id, err.message, err.details) from err
 
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
             data = parse_model(ReportIn, dict(report))
             uploads = [Upload(filename=n, data=b) for n, b in photos]
-            d = await service.report_incident(
-                self._core, data, principal=self._principal, uploads=uploads
+            d = await reporting.report_incident(
+                self._core,
+                data,
+                principal=self._principal,
+                uploads=uploads,
+                idempotency_key=idempotency_key,
             )
-            return await service.render(self._core, d, principal=self._principal)
+            return await queries.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result
 
     async def get_incident(self, ref: str) -> dict[str, Any]:
         async def go() -> dict[str, Any]:
-            d = await service.get_detail(self._core, ref, principal=self._principal)
-            return await service.render(self._core, d, principal=self._principal)
+            d = await queries.get_detail(self._core, ref, principal=self._principal)
+            return await queries.render(self._core, d, principal=self._principal)
 
         result: dict[str, Any] = await self._call(go())
         return result
@@ -145,7 +162,7 @@ class InProcessCoreApi:
         self, ref: str, action: str, *, note: str = "", agency: str | None = None
     ) -> dict[str, Any]:
         cmd = TransitionIn(action=action, note=note, agency=agency)
-        inc = await self._call(service.transition(self._core, ref, cmd, principal=self._principal))
+        inc = await self._call(commands.transition(self._core, ref, cmd, principal=self._principal))
         return await self.get_incident(inc.id)
 
     async def add_reply(self, ref: str, body: str) -> dict[str, Any]:
@@ -156,7 +173,7 @@ class InProcessCoreApi:
 
     async def _entry(self, ref: str, body: str, kind: str) -> dict[str, Any]:
         entry = await self._call(
-            service.add_entry(
+            commands.add_entry(
                 self._core, ref, EntryIn(body=body), kind=kind, principal=self._principal
             )
         )
@@ -174,9 +191,9 @@ class InProcessCoreApi:
         return [category_json(c) for c in await self._core.catalogue.categories()]
 
     async def caller_incidents(self, phone: str) -> dict[str, Any]:
-        f = service.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
+        f = queries.ListFilter(phase=list(OPEN_PHASES), reporter_phone=phone, limit=1)
         rows, _cursor, total = await self._call(
-            service.list_incidents(self._core, f, principal=self._principal, with_total=True)
+            queries.list_incidents(self._core, f, principal=self._principal, with_total=True)
         )
         return {"open": total or 0, "latest": rows[0].code if rows else None}
 
@@ -187,7 +204,7 @@ class InProcessCoreApi:
 
         async def go() -> dict[str, Any]:
             cmd = parse_model(RatingIn, body)
-            r = await service.rate(self._core, ref, cmd, principal=self._principal)
+            r = await commands.rate(self._core, ref, cmd, principal=self._principal)
             return render_rating(r)
 
         result: dict[str, Any] = await self._call(go())
@@ -200,7 +217,7 @@ class InProcessCoreApi:
 
     async def timeline(self, ref: str) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = await self._call(
-            service.render_timeline(self._core, ref, principal=self._principal)
+            queries.render_timeline(self._core, ref, principal=self._principal)
         )
         return result
 
@@ -236,9 +253,12 @@ class HttpCoreApi:
             await self._session.close()
             self._session = None
 
-    async def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+    async def _request(
+        self, method: str, path: str, *, headers: Mapping[str, str] | None = None, **kw: Any
+    ) -> dict[str, Any]:
         http = await self._http()
-        async with http.request(method, self._base + path, headers=self._headers, **kw) as r:
+        sent = {**self._headers, **(headers or {})}
+        async with http.request(method, self._base + path, headers=sent, **kw) as r:
             data = await r.json(content_type=None)
             if r.status >= 400:
                 raise CoreApiError(
@@ -251,15 +271,20 @@ class HttpCoreApi:
             return result
 
     async def report_incident(
-        self, report: Mapping[str, Any], photos: Sequence[tuple[str, bytes]] = ()
+        self,
+        report: Mapping[str, Any],
+        photos: Sequence[tuple[str, bytes]] = (),
+        *,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
+        headers = {IDEMPOTENCY_KEY: idempotency_key} if idempotency_key is not None else {}
         if not photos:
-            return await self._request("POST", "/incidents", json=dict(report))
+            return await self._request("POST", "/incidents", headers=headers, json=dict(report))
         form = aiohttp.FormData()
         form.add_field("report", json.dumps(dict(report)), content_type="application/json")
         for name, data in photos:
             form.add_field("photo", data, filename=name)
-        return await self._request("POST", "/incidents", data=form)
+        return await self._request("POST", "/incidents", headers=headers, data=form)
 
     async def get_incident(self, ref: str) -> dict[str, Any]:
         return await self._request("GET", f"/incidents/{ref}")

@@ -14,6 +14,9 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel
 
+from ioc_core.access.roles import STAFF as STAFF_ROLES
+from ioc_core.access.roles import Role
+
 REF = "#/components/schemas/{model}"
 
 ERROR: dict[str, Any] = {
@@ -26,8 +29,8 @@ ERROR: dict[str, Any] = {
 
 # Who may call an operation. `public` is no token at all; the others are token roles
 # (ioc_core.access.roles.Role). The document lists them in `x-roles` and in the summary.
-PUBLIC = ("public", "citizen", "calltaker", "supervisor", "agency", "leader", "admin", "service")
-STAFF = ("calltaker", "supervisor", "leader", "admin")
+PUBLIC: tuple[str, ...] = tuple(r.value for r in Role)
+STAFF: tuple[str, ...] = tuple(r.value for r in Role if r in STAFF_ROLES)
 
 
 @dataclass(frozen=True, kw_only=True)

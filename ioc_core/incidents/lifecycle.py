@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
+from ioc_core.access.roles import STAFF as STAFF_ROLES
 from ioc_core.errors import Conflict, Forbidden, ValidationFailed
 
 
@@ -49,7 +50,7 @@ PHASE: Mapping[State, Phase] = {
 # States a citizen or the public ever sees; drafts exist only inside the IOC.
 PUBLIC_STATES: frozenset[State] = frozenset(State) - {State.DRAFT, State.CANCELLED}
 
-STAFF = frozenset({"calltaker", "supervisor", "leader", "admin"})
+STAFF = frozenset(r.value for r in STAFF_ROLES)  # the transition table names roles as text
 AGENCY = frozenset({"agency"})
 SYSTEM = frozenset({"system"})
 

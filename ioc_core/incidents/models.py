@@ -245,3 +245,20 @@ def _chain_access_row(_mapper: Mapper[AccessLog], connection: Connection, row: A
     connection.execute(
         update(heads).where(heads.c.name == ACCESS_LOG).values(seq=row.seq, head=row.hash)
     )
+
+
+class ReportKey(Base):
+    """A client's idempotency key for one report: a command repeated with the same key (a
+    chat update redelivered after the hub died between filing and marking it seen) returns
+    the incident the first one made. Written in the same statement as the incident."""
+
+    __tablename__ = "report_keys"
+
+    # Whose key: a digest of the principal (role, name, subject), so one client's keys can
+    # never name another client's report.
+    scope: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # A digest of the report's fields: the same key with a different report is refused.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

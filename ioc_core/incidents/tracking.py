@@ -17,8 +17,10 @@ from ioc_core.db import transaction
 from ioc_core.incidents.models import TrackingCounter
 
 
-def format_code(prefix: str, year: int, number: int) -> str:
-    return f"{prefix}-{year}-{number:06d}"
+def format_tracking_code(prefix: str, year: int, number: int) -> str:
+    """The one spelling of a tracking code. Features (the switchboard's keyed codes, the bots'
+    typed ones) use it through `ioc_core.api`."""
+    return f"{prefix}-{year:04d}-{number:06d}"
 
 
 class TrackingAllocator:
@@ -41,7 +43,7 @@ class TrackingAllocator:
                 self._year = year
             number = self._next
             self._next += 1
-        return format_code(self._prefix, year, number)
+        return format_tracking_code(self._prefix, year, number)
 
     async def _reserve(self, year: int) -> int:
         """Returns the last number of a freshly reserved block."""

@@ -18,7 +18,7 @@ from ioc_core.catalogue.service import CategoryInfo
 from ioc_core.errors import IocError, NotFound, UnsupportedMedia, ValidationFailed
 from ioc_core.http import json_response, parse_model, refuse_forbidden_fields
 from ioc_core.i18n import pick_language, t
-from ioc_core.incidents import service as incidents
+from ioc_core.incidents import common, queries, reporting
 from ioc_core.incidents.models import Incident
 from ioc_core.incidents.schemas import ReportIn
 from ioc_core.runtime import Core
@@ -159,7 +159,7 @@ def _status(inc: Incident) -> str:
 def _request_record(
     core: Core,
     inc: Incident,
-    extras: incidents.PublicExtras,
+    extras: queries.PublicExtras,
     categories: Mapping[str, CategoryInfo],
     agencies: Mapping[str, str],
     lang: str,
@@ -202,7 +202,7 @@ def _request_record(
 async def _records(core: Core, rows: Sequence[Incident], lang: str) -> list[dict[str, Any]]:
     """A page of requests with a constant number of queries: extras batched, names from the
     catalogue's cache."""
-    extras = await incidents.public_extras(core, rows)
+    extras = await queries.public_extras(core, rows)
     # Every category an incident has, inactive ones too: a retired category still names it.
     categories: dict[str, CategoryInfo] = {}
     for code in {i.category_code for i in rows}:
@@ -243,7 +243,7 @@ async def list_requests(request: web.Request) -> web.Response:
     ids = [x for x in q.get("service_request_id", "").split(",") if x]
     rows: Sequence[Incident]
     if ids:
-        rows = await incidents.get_many(core, ids[:MAX_RESULTS], principal=principal)
+        rows = await queries.get_many(core, ids[:MAX_RESULTS], principal=principal)
     else:
         status = q.get("status", "")
         bad = set(status.split(",")) - {"open", "closed", ""}
@@ -259,14 +259,14 @@ async def list_requests(request: web.Request) -> web.Response:
         start = _parse_dt("start_date", q.get("start_date")) or end - timedelta(days=90)
         if q.get("service_code"):
             await core.catalogue.category(q["service_code"])
-        f = incidents.ListFilter(
+        f = queries.ListFilter(
             followed_phase=phases,
             category=q.get("service_code"),
             since=start,
             until=end,
             limit=MAX_RESULTS,
         )
-        rows, _cursor, _total = await incidents.list_incidents(core, f, principal=principal)
+        rows, _cursor, _total = await queries.list_incidents(core, f, principal=principal)
     return fmt.render(await _records(core, rows, lang), "service_requests", "request")
 
 
@@ -281,7 +281,7 @@ async def get_request(request: web.Request) -> web.Response:
     )
     lang = pick_language(request.headers.get("Accept-Language"))
     try:
-        d = await incidents.get_detail(
+        d = await queries.get_detail(
             request.app[CORE], request.match_info["code"], principal=principal
         )
     except NotFound:
@@ -308,7 +308,7 @@ async def create_request(request: web.Request) -> web.Response:
             if request.query.get("api_key")
             else await principal_of(request)
         )
-        incidents.check_may(principal, "report")
+        common.check_may(principal, "report")
     form = await read_form(request, max_body=min(FORM_MAX_BYTES, core.settings.max_body_bytes))
     params = dict(form)
     refuse_forbidden_fields(params.items())
@@ -322,7 +322,7 @@ async def create_request(request: web.Request) -> web.Response:
                 "api_key is required to create a service request", error_id="api-key-required"
             ).with_status(403)
         principal = await principal_of(request, token=params["api_key"])
-        incidents.check_may(principal, "report")
+        common.check_may(principal, "report")
     if not params.get("service_code"):
         raise ValidationFailed("service_code is required")
     try:
@@ -362,7 +362,7 @@ async def create_request(request: web.Request) -> web.Response:
             },
         },
     )
-    created = await incidents.report_incident(core, data, principal=principal)
+    created = await reporting.report_incident(core, data, principal=principal)
     inc = created.incident
     lang = pick_language(request.headers.get("Accept-Language"))
     if created.primary is not None:

@@ -26,6 +26,7 @@ from ioc_core.api.openapi import (
     ERROR,
     OPENAPI,
     PUBLIC,
+    STAFF,
     errors,
     items,
     json_body,
@@ -37,6 +38,8 @@ from ioc_core.api.openapi import (
     schemas_of,
 )
 from ioc_core.http import json_response
+from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
+from ioc_core.incidents.keys import KEY_PATTERN, MAX_KEY
 from ioc_core.incidents.schemas import (
     EntryIn,
     EscalateIn,
@@ -82,12 +85,29 @@ FMT_PARAM = {
     "description": "json or xml",
     "schema": {"type": "string", "enum": ["json", "xml"]},
 }
-STAFF_ROLES = tuple(r.value for r in (Role.CALLTAKER, Role.SUPERVISOR, Role.LEADER, Role.ADMIN))
 READERS = PUBLIC  # reading is open; what each role sees is decided by serialisation
 
 
 def _roles(roles: frozenset[Role]) -> tuple[str, ...]:
     return tuple(r.value for r in Role if r in roles)
+
+
+# A client that may send the same report twice names it (incidents/keys.py).
+IDEMPOTENCY_KEY_PARAM: dict[str, Any] = {
+    "name": IDEMPOTENCY_KEY,
+    "in": "header",
+    "required": False,
+    "description": "The client's name for this report (e.g. its channel and inbound message "
+    "id). A repeat with the same key files nothing and answers with the incident the first "
+    "one made (the Idempotent-Replayed header says so); the same key with a different report "
+    "is refused (422 idempotency-key-reused). Keys are per client: another token's key never "
+    "names your report.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": MAX_KEY, "pattern": KEY_PATTERN},
+}
+IDEMPOTENT_REPLAYED: dict[str, Any] = {
+    "description": "true when this answer repeats an earlier report with the same key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
 
 
 # Operations on one incident, keyed by operationId: the links of a created incident point at
@@ -207,7 +227,7 @@ def _open311() -> dict[str, Any]:
 
 def core_paths() -> dict[str, Any]:
     inc = f"{API}/incidents"
-    staff = STAFF_ROLES
+    staff = STAFF
     return {
         "/health": {
             "get": operation(
@@ -278,7 +298,11 @@ def core_paths() -> dict[str, Any]:
                         },
                     },
                 },
-                ok={"201": response("Created", INCIDENT, links=_ref_links(*ONE_INCIDENT))},
+                parameters=[IDEMPOTENCY_KEY_PARAM],
+                ok={
+                    "201": response("Created", INCIDENT, links=_ref_links(*ONE_INCIDENT))
+                    | {"headers": {"Idempotent-Replayed": IDEMPOTENT_REPLAYED}}
+                },
             )
             | {"operationId": "report_incident"},
             "get": operation(

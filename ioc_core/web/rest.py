@@ -13,8 +13,8 @@ from ioc_core.catalogue import service as catalogue
 from ioc_core.catalogue.service import category_json
 from ioc_core.errors import NotFound, ValidationFailed
 from ioc_core.http import json_response, loads_json, parse_model, parse_query, read_model
-from ioc_core.incidents import service as incidents
-from ioc_core.incidents import views
+from ioc_core.incidents import commands, common, queries, reporting, views
+from ioc_core.incidents.keys import FIELD as IDEMPOTENCY_KEY
 from ioc_core.incidents.lifecycle import State
 from ioc_core.incidents.schemas import (
     PHONE_PATTERN,
@@ -155,15 +155,15 @@ def _multipart_limits(core: Core) -> dict[str, int]:
 async def _allowed(request: web.Request, command: str) -> Principal:
     """The caller, refused before its body is read when its role may never run `command`."""
     principal = await principal_of(request)
-    incidents.check_may(principal, command)
+    common.check_may(principal, command)
     return principal
 
 
 async def _detail_response(request: web.Request, ref: str, status: int = 200) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
-    d = await incidents.get_detail(core, ref, principal=principal)
-    return json_response(await incidents.render(core, d, principal=principal), status=status)
+    d = await queries.get_detail(core, ref, principal=principal)
+    return json_response(await queries.render(core, d, principal=principal), status=status)
 
 
 @routes.post(f"{API}/incidents")
@@ -171,7 +171,7 @@ async def create_incident(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
     # Refused before the body is read: a multipart report may carry 25 MB of photos.
-    incidents.check_may(principal, "report")
+    common.check_may(principal, "report")
     if request.content_type == "multipart/form-data":
         fields, uploads = await read_multipart(request, **_multipart_limits(core))
         if "report" not in fields:
@@ -189,8 +189,15 @@ async def create_incident(request: web.Request) -> web.Response:
         data = parse_model(ReportIn, raw)
     else:
         data, uploads = await read_model(request, ReportIn), []
-    d = await incidents.report_incident(core, data, principal=principal, uploads=uploads)
-    return json_response(await incidents.render(core, d, principal=principal), status=201)
+    # The client's key for this report (keys.py): a repeat returns the first one's incident.
+    key = request.headers.get(IDEMPOTENCY_KEY)
+    d = await reporting.report_incident(
+        core, data, principal=principal, uploads=uploads, idempotency_key=key
+    )
+    response = json_response(await queries.render(core, d, principal=principal), status=201)
+    if d.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return response
 
 
 @routes.get(f"{API}/incidents")
@@ -198,8 +205,8 @@ async def list_incidents(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
     q: ListQuery = parse_query(request, ListQuery, multi=frozenset({"state", "phase"}))
-    f = incidents.ListFilter(**q.model_dump(exclude={"total"}))
-    rows, cursor, total = await incidents.list_incidents(
+    f = queries.ListFilter(**q.model_dump(exclude={"total"}))
+    rows, cursor, total = await queries.list_incidents(
         core, f, principal=principal, with_total=q.total
     )
     now = core.clock()
@@ -221,7 +228,7 @@ async def get_incident(request: web.Request) -> web.Response:
 async def update_incident(request: web.Request) -> web.Response:
     principal = await _allowed(request, "update")
     cmd = await read_model(request, UpdateIn)
-    inc = await incidents.update_incident(
+    inc = await commands.update_incident(
         request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
@@ -231,9 +238,9 @@ async def update_incident(request: web.Request) -> web.Response:
 async def transition(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
-    await incidents.check_may_transition(core, request.match_info["ref"], principal=principal)
+    await common.check_may_transition(core, request.match_info["ref"], principal=principal)
     cmd = await read_model(request, TransitionIn)
-    inc = await incidents.transition(core, request.match_info["ref"], cmd, principal=principal)
+    inc = await commands.transition(core, request.match_info["ref"], cmd, principal=principal)
     try:
         return await _detail_response(request, inc.id)
     except NotFound:
@@ -245,7 +252,7 @@ async def transition(request: web.Request) -> web.Response:
 async def _entry(request: web.Request, kind: str) -> web.Response:
     principal = await _allowed(request, kind)
     cmd = await read_model(request, EntryIn)
-    entry = await incidents.add_entry(
+    entry = await commands.add_entry(
         request.app[CORE], request.match_info["ref"], cmd, kind=kind, principal=principal
     )
     return json_response(
@@ -274,7 +281,7 @@ async def rate(request: web.Request) -> web.Response:
     """CH-4: the reporter rates the handling (1-5) once there is a result."""
     principal = await _allowed(request, "rate")
     cmd = await read_model(request, RatingIn)
-    r = await incidents.rate(request.app[CORE], request.match_info["ref"], cmd, principal=principal)
+    r = await commands.rate(request.app[CORE], request.match_info["ref"], cmd, principal=principal)
     return json_response(views.render_rating(r), status=201)
 
 
@@ -283,21 +290,21 @@ async def add_attachments(request: web.Request) -> web.Response:
     core = request.app[CORE]
     principal = await principal_of(request)
     # Role, scope and ownership before the body: up to 25 MB a caller may not send at all.
-    await incidents.check_may_attach(core, request.match_info["ref"], principal=principal)
+    await common.check_may_attach(core, request.match_info["ref"], principal=principal)
     fields, uploads = await read_multipart(request, **_multipart_limits(core))
     if fields:
         raise ValidationFailed(
             f"unknown form fields: {', '.join(sorted(fields))}",
             details={"errors": [{"field": f, "problem": "unknown field"} for f in sorted(fields)]},
         )
-    await incidents.attach(core, request.match_info["ref"], uploads, principal=principal)
+    await commands.attach(core, request.match_info["ref"], uploads, principal=principal)
     return await _detail_response(request, request.match_info["ref"], status=201)
 
 
 @routes.get(f"{API}/incidents/{{ref}}/attachments/{{attachment_id}}")
 async def get_attachment(request: web.Request) -> web.StreamResponse:
     core = request.app[CORE]
-    att = await incidents.get_attachment(
+    att = await queries.get_attachment(
         core,
         request.match_info["ref"],
         request.match_info["attachment_id"],
@@ -313,7 +320,7 @@ async def get_attachment(request: web.Request) -> web.StreamResponse:
 async def merge(request: web.Request) -> web.Response:
     principal = await _allowed(request, "merge")
     cmd = await read_model(request, MergeIn)
-    inc = await incidents.merge(
+    inc = await commands.merge(
         request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
@@ -323,7 +330,7 @@ async def merge(request: web.Request) -> web.Response:
 async def unmerge(request: web.Request) -> web.Response:
     principal = await _allowed(request, "merge")
     cmd = await read_model(request, UnmergeIn)
-    inc = await incidents.unmerge(
+    inc = await commands.unmerge(
         request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
@@ -333,7 +340,7 @@ async def unmerge(request: web.Request) -> web.Response:
 async def escalation(request: web.Request) -> web.Response:
     principal = await _allowed(request, "escalate")
     cmd = await read_model(request, EscalateIn)
-    inc = await incidents.escalate(
+    inc = await commands.escalate(
         request.app[CORE], request.match_info["ref"], cmd, principal=principal
     )
     return await _detail_response(request, inc.id)
@@ -341,7 +348,7 @@ async def escalation(request: web.Request) -> web.Response:
 
 @routes.get(f"{API}/incidents/{{ref}}/timeline")
 async def timeline(request: web.Request) -> web.Response:
-    items = await incidents.render_timeline(
+    items = await queries.render_timeline(
         request.app[CORE], request.match_info["ref"], principal=await principal_of(request)
     )
     return json_response({"items": items})

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from ioc_core.api import CoreApi, CoreApiError
+from ioc_core.api import CoreApi, CoreApiError, format_tracking_code
 from ioc_core.db import utcnow
 from nlu.keywords import suggest_category
 from telephony import dialplan_vars as dv
@@ -832,7 +832,7 @@ def tracking_code(prefix: str, entered: str) -> str | None:
     if not entered.isdigit() or len(entered) < 5 or not entered.startswith("20"):
         return None
     number = int(entered[4:])
-    return f"{prefix}-{entered[:4]}-{number:06d}" if 0 < number < 10**9 else None
+    return format_tracking_code(prefix, int(entered[:4]), number) if 0 < number < 10**9 else None
 
 
 def status_text(language: str, incident: Mapping[str, Any] | None, zone: ZoneInfo) -> str:

@@ -21,7 +21,7 @@ from ioc_core import events as ev
 from ioc_core.access.roles import SYSTEM
 from ioc_core.bus import Event, InProcessBus
 from ioc_core.db import transaction
-from ioc_core.incidents import service
+from ioc_core.incidents import reporting
 from ioc_core.incidents.schemas import ReportIn
 from ioc_core.outbox import first_time
 from ioc_core.runtime import Core, start_core
@@ -53,7 +53,7 @@ async def main(argv: list[str]) -> None:
     )
     for i in range(reports):
         body = report(location={"lat": 10.0 + i / 10, "lon": 106.0})
-        await service.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
+        await reporting.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
     await wait_until(
         lambda: core.relay.published >= reports and handled >= budget,
         within=60,

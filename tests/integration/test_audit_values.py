@@ -12,7 +12,7 @@ from sqlalchemy import select, text, update
 
 from ioc_core.access.roles import SYSTEM, Principal, Role
 from ioc_core.db import transaction
-from ioc_core.incidents import service
+from ioc_core.incidents import commands, queries, reporting
 from ioc_core.incidents.audit import GENESIS, HASHED_FIELDS, entry_hash
 from ioc_core.incidents.models import AccessLog, Incident, TimelineEntry
 from ioc_core.incidents.schemas import EntryIn, ReportIn, TransitionIn, UpdateIn
@@ -26,14 +26,14 @@ STAFF = Principal(role=Role.SUPERVISOR, name="Giám sát")
 async def new_incident(core: Core, n: int, *, confidential: bool = False) -> str:
     body = report(location={"lat": 10.0 + n / 10, "lon": 106.0})
     body["reporter"]["confidential"] = confidential
-    d = await service.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
+    d = await reporting.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
     ref = d.incident.id
-    await service.update_incident(core, ref, UpdateIn(description=f"Mô tả {n}"), principal=STAFF)
+    await commands.update_incident(core, ref, UpdateIn(description=f"Mô tả {n}"), principal=STAFF)
     for action in (
         TransitionIn(action="verify"),
         TransitionIn(action="assign", agency="SNNMT"),
     ):
-        await service.transition(core, ref, action, principal=STAFF)
+        await commands.transition(core, ref, action, principal=STAFF)
     return ref
 
 
@@ -53,13 +53,13 @@ async def test_defect_16_values_changed_in_the_database_are_found(core: Core) ->
     refs = [await new_incident(core, n, confidential=n == 5) for n in range(7)]
     # Staff shown the confidential reporter: two access-log rows.
     for _ in range(2):
-        d = await service.get_detail(core, refs[5], principal=STAFF)
-        await service.render(core, d, principal=STAFF)
+        d = await queries.get_detail(core, refs[5], principal=STAFF)
+        await queries.render(core, d, principal=STAFF)
     report_ = await verify_all(core.sessions)
     assert report_.ok, report_.problems
     assert report_.access_rows == 2
 
-    later = (await service.get_detail(core, refs[3], principal=STAFF)).incident.due_at
+    later = (await queries.get_detail(core, refs[3], principal=STAFF)).incident.due_at
     assert later is not None
     await sql(core, "UPDATE incidents SET description = 'Đã sửa' WHERE id = :i", i=refs[0])
     await sql(core, "UPDATE incidents SET agency_code = 'SXD' WHERE id = :i", i=refs[1])
@@ -91,20 +91,20 @@ async def test_defect_16_values_changed_in_the_database_are_found(core: Core) ->
     assert found == {}  # refs[6], untouched, verifies clean
 
     # A later command does not make a change look legitimate: it records what it found.
-    await service.add_entry(core, refs[0], EntryIn(body="Đã nhận"), kind="reply", principal=STAFF)
-    await service.add_entry(core, refs[4], EntryIn(body="Đã nhận"), kind="note", principal=STAFF)
+    await commands.add_entry(core, refs[0], EntryIn(body="Đã nhận"), kind="reply", principal=STAFF)
+    await commands.add_entry(core, refs[4], EntryIn(body="Đã nhận"), kind="note", principal=STAFF)
     found = await problems(core)
     assert any("incident changed outside the timeline" in p for p in found[refs[0]]), found
     assert any("reporters changed outside the timeline" in p for p in found[refs[4]]), found
-    assert (await service.get_detail(core, refs[6], principal=STAFF)).incident.state == "assigned"
+    assert (await queries.get_detail(core, refs[6], principal=STAFF)).incident.state == "assigned"
     assert refs[6] not in found
 
 
 async def test_defect_16_access_log_rows_cut_off_the_end_are_found(core: Core) -> None:
     ref = await new_incident(core, 0, confidential=True)
     for _ in range(3):
-        d = await service.get_detail(core, ref, principal=STAFF)
-        await service.render(core, d, principal=STAFF)
+        d = await queries.get_detail(core, ref, principal=STAFF)
+        await queries.render(core, d, principal=STAFF)
     assert (await verify_all(core.sessions)).ok
     await sql(core, "DELETE FROM access_log WHERE seq = 3")
     found = (await verify_all(core.sessions)).problems
@@ -136,7 +136,7 @@ async def test_defect_16_chains_written_before_values_were_covered_still_verify(
         inc.chain_head = prev
     assert (await verify_all(core.sessions)).ok
     # A legacy incident's next command works and starts covering its values.
-    await service.update_incident(core, ref, UpdateIn(description="Mới"), principal=STAFF)
+    await commands.update_incident(core, ref, UpdateIn(description="Mới"), principal=STAFF)
     assert (await verify_all(core.sessions)).ok
     await sql(core, "UPDATE incidents SET description = 'Đã sửa' WHERE id = :i", i=ref)
     assert [p.incident_id for p in (await verify_all(core.sessions)).problems] == [ref]

@@ -748,8 +748,8 @@ def _fail_in_transaction(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("simulated database failure")
 
     # A new report's rows go in through insert_new; changes to stored ones through add_events.
-    monkeypatch.setattr("ioc_core.incidents.service.add_events", boom)
-    monkeypatch.setattr("ioc_core.incidents.service.insert_new", async_boom)
+    monkeypatch.setattr("ioc_core.incidents.commands.add_events", boom)
+    monkeypatch.setattr("ioc_core.incidents.reporting.insert_new", async_boom)
 
 
 async def test_failed_transaction_removes_written_photos(

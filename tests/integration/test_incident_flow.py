@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ioc_core import events as ev
 from ioc_core.bus import Event, InProcessBus
 from ioc_core.config import Settings
-from ioc_core.incidents.service import reporters_to_notify
+from ioc_core.incidents.queries import reporters_to_notify
 from ioc_core.incidents.verify import verify_all
 from ioc_core.runtime import Core, start_core
 from ioc_core.web.app import make_app

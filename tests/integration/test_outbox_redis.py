@@ -15,7 +15,7 @@ from ioc_core.access.roles import SYSTEM
 from ioc_core.bus import Event, RedisStreamsBus
 from ioc_core.config import Settings
 from ioc_core.db import transaction
-from ioc_core.incidents import service
+from ioc_core.incidents import reporting
 from ioc_core.incidents.schemas import ReportIn
 from ioc_core.outbox import ConsumedEvent, first_time
 from ioc_core.runtime import Core, start_core
@@ -60,7 +60,7 @@ async def test_reports_reach_a_redis_consumer_exactly_once(
     core, applied, delivered = redis_core
     for i in range(20):
         body = report(location={"lat": 10.0 + i / 10, "lon": 106.0})
-        await service.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
+        await reporting.report_incident(core, ReportIn.model_validate(body), principal=SYSTEM)
     await wait_until(lambda: len(applied) >= 20, within=10, what="20 created events")
     assert len(set(applied)) == 20
     assert await core.relay.backlog() == 0

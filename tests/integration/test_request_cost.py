@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import event
 
 from ioc_core.access.roles import SYSTEM, Principal, Role
-from ioc_core.incidents import service
+from ioc_core.incidents import commands, reporting
 from ioc_core.incidents.attachments import Upload
 from ioc_core.incidents.schemas import EntryIn, MergeIn, ReportIn
 from ioc_core.runtime import Core
@@ -51,18 +51,18 @@ async def add_incidents(core: Core, n: int, start: int) -> list[str]:
     codes = []
     for i in range(start, start + n):
         body = report(location={"lat": 10.0 + i / 10, "lon": 106.0})
-        d = await service.report_incident(
+        d = await reporting.report_incident(
             core,
             ReportIn.model_validate(body),
             principal=SYSTEM,
             uploads=[Upload(filename="a.png", data=image_bytes())],
         )
         for text in ("Đã tiếp nhận", "Đang xử lý"):
-            await service.add_entry(
+            await commands.add_entry(
                 core, d.incident.id, EntryIn(body=text), kind="reply", principal=STAFF
             )
         codes.append(d.incident.code)
-    await service.merge(core, codes[-1], MergeIn(primary=codes[0], note=""), principal=STAFF)
+    await commands.merge(core, codes[-1], MergeIn(primary=codes[0], note=""), principal=STAFF)
     return codes
 
 
@@ -131,7 +131,7 @@ async def refused_while_sending(
 async def test_defect_15_unauthorised_uploads_are_refused_before_the_body_is_read(
     core: Core, client: Any
 ) -> None:
-    d = await service.report_incident(core, ReportIn.model_validate(report()), principal=SYSTEM)
+    d = await reporting.report_incident(core, ReportIn.model_validate(report()), principal=SYSTEM)
     multipart = {"Content-Type": "multipart/form-data; boundary=b"}
     citizen = await make_token(core, "citizen", subject="zalo:someone-else")
     agency = await make_token(core, "agency", agency="SXD")
