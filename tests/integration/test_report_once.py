@@ -15,7 +15,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 
-from bots.role import BOTS
+from bots.keys import BOTS
 from ioc_core.access.roles import Principal, Role
 from ioc_core.api import CoreApi, CoreApiError, HttpCoreApi, InProcessCoreApi
 from ioc_core.bus import InProcessBus
