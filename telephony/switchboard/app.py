@@ -13,22 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 from ioc_core.api import CoreApi, CoreApiError
+from ioc_core.bus import Bus
 from ioc_core.db import utcnow
-from nlu.keywords import suggest_category
 from telephony import dialplan_vars as dv
 from telephony.ami.client import AmiClient
 from telephony.ari.client import AriClient, AriError, ChannelGone
-from telephony.calls.lifecycle import Effect, Fact
+from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.i18n import t
 from telephony.ivr.prompts import announcement, media_uri
@@ -38,6 +36,7 @@ from telephony.speech.engine import SpeechEngine, SpeechError
 from telephony.speech.streaming import StreamResult
 from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.audiosocket import AudioSocketServer
+from telephony.switchboard.draft import Description, Drafts
 from telephony.switchboard.live import PREFIX as TAP_PREFIX
 from telephony.switchboard.live import LiveTaps, owned, remove_leftovers
 from telephony.switchboard.observe import MEMBER_EVENTS, Observed, call_fact
@@ -45,7 +44,6 @@ from telephony.switchboard.supervise import DEFAULT_BACKOFF, Backoff, Health, re
 
 logger = logging.getLogger(__name__)
 
-PHONE = re.compile(r"^\+?[0-9]{3,15}$")
 # Events the router hands to a channel's own session (the IVR), by channel id.
 CHANNEL_EVENTS = frozenset(
     {
@@ -61,9 +59,6 @@ CHANNEL_EVENTS = frozenset(
 )
 # Where messages left after the tone go (Asterisk's spool/recording/<MESSAGES>/<call>.wav).
 MESSAGES = "ioc-msg"
-# How long a draft waits for the transcript of the caller's description (SW-6) before it is
-# opened without it; a later transcript becomes a note on the draft.
-DESCRIPTION_WAIT_S = 5.0
 # Q.850 causes of an unanswered call-back, as the attempt's outcome.
 _NOT_ANSWERED = {17: "busy", 18: "no_answer", 19: "no_answer", 21: "rejected"}
 
@@ -103,9 +98,11 @@ class Switchboard:
         audiosocket_port: int = 0,
         clock: Callable[[], datetime] = utcnow,
         backoff: Backoff = DEFAULT_BACKOFF,
+        bus: Bus | None = None,
     ) -> None:
         """`live_max`: callers transcribed live at once (needs `stt`); their audio comes to
-        an AudioSocket server on 127.0.0.1:`audiosocket_port` (0: any free port)."""
+        an AudioSocket server on 127.0.0.1:`audiosocket_port` (0: any free port). `bus`:
+        where answered calls' drafts are made from (none: no drafts)."""
         self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
         self._api = api
         self._settings = settings
@@ -137,7 +134,8 @@ class Switchboard:
         self._wake = asyncio.Event()
         # Call id -> the transcription of the caller's description, until a draft takes it.
         self._descriptions: dict[str, asyncio.Task[Description | None]] = {}
-        self._keywords: dict[str, list[str]] | None = None  # the catalogue's, fetched once
+        self.drafts = Drafts(store=store, api=api, settings=settings, pending=self._descriptions)
+        self._bus = bus
         self.health = Health(clock=clock)
         self._backoff = backoff
         self._catching_up: dict[str, asyncio.Task[Any]] = {}  # on-connect work being retried
@@ -149,6 +147,8 @@ class Switchboard:
         growing pause) and the start-up work is retried until the database answers: nothing
         here may end the switchboard for good (ADR 0017). Calls do not wait for the start-up:
         Asterisk must reach us while the database is still coming back."""
+        if self._bus is not None:
+            self.drafts.subscribe(self._bus)
         if self._live is not None:
             try:
                 await self._live.start()
@@ -170,9 +170,12 @@ class Switchboard:
         )  # fmt: skip
 
     async def _start_up(self) -> None:
-        """Once per start: attempts a dead process left ringing go back to pending."""
+        """Once per start: attempts a dead process left ringing go back to pending; calls
+        answered without a draft get theirs."""
         await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
         await self.store.warm()
+        if self._bus is not None:
+            await self.drafts.catch_up()
 
     def _after_connect(
         self, name: str, work: Callable[[], Awaitable[None]]
@@ -209,6 +212,7 @@ class Switchboard:
             logger.error("switchboard task failed", exc_info=exc)
 
     async def close(self) -> None:
+        await self.drafts.unsubscribe()
         self.desk.close()
         if self._live is not None:
             await self._live.close()
@@ -419,34 +423,10 @@ class Switchboard:
             kept = await self._transcribe(uid, "ivr", rel_path, language)
             if kept is None or not kept["text"].strip():
                 return None
-            if self._keywords is None:
-                self._keywords = await self._api.category_keywords()
-            return Description(
-                text=kept["text"].strip(),
-                emergency=kept["emergency"],
-                category=suggest_category(kept["text"], self._keywords),
-            )
+            return await self.drafts.describe(kept["text"].strip())
         except Exception:
             logger.exception("could not transcribe the description on %s", uid)
             return None
-
-    async def _description(self, uid: str) -> tuple[Description | None, asyncio.Task[Any] | None]:
-        """The caller's description if it is ready within DESCRIPTION_WAIT_S; else the task
-        that will have it."""
-        task = self._descriptions.pop(uid, None)
-        if task is None:
-            return None, None
-        done, _ = await asyncio.wait({task}, timeout=DESCRIPTION_WAIT_S)
-        if done:
-            return (None if task.cancelled() else task.result()), None
-        return None, task
-
-    async def _late_description(
-        self, staff: CoreApi, code: str, task: asyncio.Task[Description | None]
-    ) -> None:
-        desc = await task
-        if desc is not None:
-            await staff.add_note(code, "\n".join(_description_lines(desc)))
 
     async def live_result(self, uid: str, language: str, result: StreamResult) -> None:
         """A live tap heard the caller: partials are events for the console; each final
@@ -531,62 +511,14 @@ class Switchboard:
                 self._spawn(self._live.attach(observed.uid, chosen))
             elif ended:
                 self._spawn(self._live.detach(observed.uid))
-        if Effect.DRAFT_INCIDENT in done.effects and done.call["direction"] == "in":
-            self._spawn(self._draft(done.call))
-        elif ended:
+        # The answered call's draft is made from the bus (`call.answered`, telephony.
+        # switchboard.draft), not here: a crash after the commit above must not lose it.
+        if ended and not done.call.get("answered_at"):
             # Nobody answered: no draft will take the description (its transcript stays on
             # the call); forget the task so a busy day does not keep them all.
             self._descriptions.pop(done.call["id"], None)
         if done.callback_id is not None:
             self.wake_callbacks()
-
-    async def _draft(self, call: Mapping[str, Any]) -> None:
-        """An agent answered: open the draft incident as that agent, prefilled from the call
-        (the call-taker completes it through the API)."""
-        service = self._settings.service(call["service"])
-        if service is None:
-            return
-        agent = call.get("agent") or ""
-        name = (self._settings.agent_names or {}).get(agent) or t("agent.default_name", ext=agent)
-        ani = call.get("ani") or ""
-        staff = self._api.calltaker(name)
-        lines = [
-            t("draft.call", service=service.name_vi, number=service.number, ani=ani or "?"),
-            t("draft.history", calls=call.get("caller_calls", 0)),
-        ]
-        if PHONE.match(ani):
-            # The caller's other open reports: the call-taker may be hearing about one again.
-            found = await staff.caller_incidents(ani)
-            if found["open"]:
-                lines.append(t("draft.open", count=found["open"], latest=found["latest"]))
-        if call.get("ivr_choices"):
-            lines.append(
-                t("draft.ivr", choices=", ".join(f"{n}={d}" for n, d in call["ivr_choices"]))
-            )
-        desc, pending = await self._description(call["id"])
-        if desc is not None:
-            lines += _description_lines(desc)
-        # What the call tells about the caller (number, earlier calls, other reports, their
-        # words) is staff-only: an internal note. The public title is the category's name
-        # (the core's default for an empty title) and the description stays for the
-        # call-taker to write, so a draft verified as it came shows nobody's number.
-        report: dict[str, Any] = {
-            "category": desc.category if desc and desc.category else service.category,
-            "channel": "phone",
-            "priority": "urgent" if desc and desc.emergency else service.priority,
-            "language": call.get("language") or "vi",
-            "title": "",
-            "description": "",
-            "internal_note": "\n".join(lines),
-            "external_ref": f"call:{call['id']}",
-            "draft": True,
-        }
-        if PHONE.match(ani):
-            report["reporter"] = {"phone": ani}
-        created = await staff.report_incident(report)
-        await self.store.link_incident(call["id"], created["code"])
-        if pending is not None:
-            await self._late_description(staff, created["code"], pending)
 
     # ------------------------------------------------------------------ reconnects
 
@@ -817,15 +749,6 @@ class Switchboard:
             await self.store.attempt_finished(callback_id, _NOT_ANSWERED.get(cause, "failed"))
 
 
-@dataclass(frozen=True)
-class Description:
-    """What the caller said after the tone, and what it suggests."""
-
-    text: str
-    emergency: str | None  # 113/114/115 when emergency words were heard
-    category: str | None  # the catalogue category its words match best
-
-
 def tracking_code(prefix: str, entered: str) -> str | None:
     """Keys to a tracking code: the year's four digits, then the number (PA-2026-000123 is
     keyed 2026123); None when that cannot be a code."""
@@ -853,15 +776,6 @@ def status_text(language: str, incident: Mapping[str, Any] | None, zone: ZoneInf
         due = datetime.fromisoformat(str(incident["due_at"])).astimezone(zone)
         text += " " + t("status.due", language, date=due.strftime("%d/%m/%Y"))
     return text
-
-
-def _description_lines(desc: Description) -> list[str]:
-    lines = [t("draft.said", text=desc.text)]
-    if desc.emergency:
-        lines.append(t("draft.emergency", number=desc.emergency))
-    if desc.category:
-        lines.append(t("draft.suggested", category=desc.category))
-    return lines
 
 
 def caller_number(channel: Mapping[str, Any]) -> str:

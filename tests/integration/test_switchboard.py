@@ -98,6 +98,7 @@ class Hub:
             sounds=self.pbx.state_dir / "sounds",
             live_max=live_max,
             announce_s=announce_s,
+            bus=self.core.bus,
         )
         self.task = asyncio.create_task(self.sb.run())
         await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
@@ -146,7 +147,7 @@ async def hub(core: Core, pbx: AsteriskProcess, tmp_path: Path) -> AsyncIterator
     asterisk = AsteriskSettings.from_env(pbx.state_dir)
     store = CallStore(sessions=core.sessions, settings=settings, on_commit=core.relay.notify)
     api = InProcessCoreApi(core=core, principal=SYSTEM)
-    sb = build_switchboard(store=store, settings=settings, asterisk=asterisk, api=api)
+    sb = build_switchboard(store=store, settings=settings, asterisk=asterisk, api=api, bus=core.bus)
     agi = caller_lookup_server(
         store=store, api=api, blocked=BlockedNumbers(path=tmp_path / "blocked.txt"), port=4573
     )
