@@ -22,7 +22,6 @@ from ioc_core.bus import Event
 from ioc_core.db import transaction, utcnow
 from ioc_core.outbox import ConsumedEvent, add_events, first_time, stage_events
 from nlu.keywords import emergency_service
-from telephony.agi.lookups import normalise_msisdn
 from telephony.calls.callback_policy import decide
 from telephony.calls.lifecycle import (
     AgentState,
@@ -37,6 +36,7 @@ from telephony.calls.lifecycle import (
 from telephony.calls.models import Agent, Call, Callback, CallbackAttempt
 from telephony.calls.models import Transcript as TranscriptRow
 from telephony.i18n import said
+from telephony.numbers import normalise_msisdn
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import Transcript as SpeechTranscript
 
