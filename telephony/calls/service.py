@@ -441,13 +441,15 @@ class CallStore:
                 await first_time(s, consumer, key)
 
     async def answered_without_draft(self, since: datetime) -> list[str]:
-        """Citizens' calls answered since `since` that have no draft (yet)."""
+        """Citizens' calls an agent answered since `since` that have no draft (yet); a call
+        known answered only from Asterisk's records names no agent and gets none."""
         async with self._sessions() as s:
             rows = await s.scalars(
                 select(Call.uid)
                 .where(
                     Call.direction == "in",
                     Call.answered_at >= since,
+                    Call.agent.is_not(None),
                     Call.incident_code.is_(None),
                 )
                 .order_by(Call.answered_at)

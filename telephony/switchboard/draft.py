@@ -112,6 +112,10 @@ class Drafts:
         uid = str(event.payload["call_id"])
         if event.payload.get("direction") != "in":
             return  # a call-back the citizen picked up: its call already has its draft
+        if not event.payload.get("agent"):
+            # Known answered only from Asterisk's call records (the hub was away): it was
+            # handled without a draft, and there is nobody to open one as.
+            return
         if self._settings.service(str(event.payload.get("service", ""))) is None:
             self.pending.pop(uid, None)
             return

@@ -301,3 +301,30 @@ async def test_i12_03_a_description_kept_after_the_draft_is_noted_on_it_once(
     finally:
         await sb.drafts.unsubscribe()
         await core.bus.unsubscribe("spy")
+
+
+async def test_i12_03_a_call_known_answered_only_from_asterisks_records_gets_no_draft(
+    core: Core, tmp_path: Path
+) -> None:
+    """A call answered while the hub was away is completed from Asterisk's call records
+    (telephony.calls.reconcile) with no agent: nobody to open a draft as, and the call was
+    handled without one (README, ADR 0018). Neither the consumer nor the start makes one."""
+    store = CallStore(
+        sessions=core.sessions, settings=store_settings(), on_commit=core.relay.notify
+    )
+    sb = _switchboard(core, store, InProcessCoreApi(core=core, principal=SYSTEM), tmp_path)
+    sb.drafts.subscribe(core.bus)
+    try:
+        uid = "1700000305.1"
+        # As the reconciler applies a record whose verdict is "answered".
+        await store.record(uid, Fact.ANSWERED, ani=ANI, service="113", queue="emergency-113")
+        await store.record(uid, Fact.HANGUP, hangup_cause="hub away")
+        assert isinstance(core.bus, InProcessBus)
+        await wait_until(_backlog_empty(core), 10, "call.answered handled")
+        await core.bus.wait_idle(10)
+        await sb.drafts.catch_up()
+        call = await store.get_call(uid)
+        assert call is not None and call["outcome"] == "answered"
+        assert not call["incident_code"] and await _drafts_of(core, uid) == []
+    finally:
+        await sb.drafts.unsubscribe()
