@@ -441,14 +441,17 @@ class CallStore:
                 await first_time(s, consumer, key)
 
     async def answered_without_draft(self, since: datetime) -> list[str]:
-        """Citizens' calls an agent answered since `since` that have no draft (yet); a call
-        known answered only from Asterisk's records names no agent and gets none."""
+        """Citizens' calls that arrived since `since`, answered by an agent, that have no
+        draft (yet); a call known answered only from Asterisk's records names no agent."""
         async with self._sessions() as s:
             rows = await s.scalars(
                 select(Call.uid)
                 .where(
+                    # (status, arrived_at) is indexed: a start reads a day of calls, not all.
+                    Call.status.in_([Status.CONNECTED.value, Status.ENDED.value]),
+                    Call.arrived_at >= since,
+                    Call.answered_at.is_not(None),
                     Call.direction == "in",
-                    Call.answered_at >= since,
                     Call.agent.is_not(None),
                     Call.incident_code.is_(None),
                 )

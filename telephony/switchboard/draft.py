@@ -46,7 +46,7 @@ DESCRIPTIONS = "switchboard-descriptions"  # bus group of `call.transcript.final
 # How long a draft waits for the transcript of the caller's description before it is opened
 # without it; a later transcript becomes a note on the draft.
 DESCRIPTION_WAIT_S = 5.0
-CATCH_UP = timedelta(days=1)  # how far back a start looks for answered calls without a draft
+CATCH_UP = timedelta(days=1)  # how far back a start looks for calls answered without a draft
 PHONE = re.compile(r"^\+?[0-9]{3,15}$")
 
 
