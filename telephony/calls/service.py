@@ -536,6 +536,27 @@ class CallStore:
             )
             return list((await s.scalars(stmt)).all())
 
+    async def messages_without_transcript(self, since: datetime) -> list[tuple[str, str, str]]:
+        """Messages left since `since` whose transcription never ended, neither with words
+        nor with the reason there are none (the process died first): (call id, recording,
+        language) each."""
+        kept = select(TranscriptRow.id).where(
+            TranscriptRow.call_uid == Call.uid, TranscriptRow.kind == "message"
+        )
+        async with self._sessions() as s:
+            rows = await s.execute(
+                select(Call.uid, Callback.recording_path, Call.language)
+                .join(Call, Call.id == Callback.call_id)
+                .where(
+                    Callback.reason == "voicemail",
+                    Callback.recording_path.is_not(None),
+                    Callback.created_at >= since,
+                    ~kept.exists(),
+                )
+                .order_by(Callback.created_at)
+            )
+            return [(uid, str(path), language or "vi") for uid, path, language in rows.all()]
+
     # ------------------------------------------------------------------ call-backs
 
     async def _open_callback(

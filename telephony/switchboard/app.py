@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,6 +47,8 @@ __all__ = ["IvrRunner", "Switchboard", "status_text", "tracking_code"]
 
 logger = logging.getLogger(__name__)
 
+# How far back a start looks for messages left untranscribed by an earlier process.
+MESSAGES_CATCH_UP = timedelta(days=1)
 # Events the router hands to a channel's own session (the IVR), by channel id.
 CHANNEL_EVENTS = frozenset(
     {
@@ -96,6 +98,7 @@ class Switchboard:
         position announcements every so often (0 = off)."""
         self.ari, self.ami, self.store, self.desk = ari, ami, store, desk
         self._settings = settings
+        self._clock = clock
         self._record_calls = record_calls  # app_queue's MixMonitor (queues.conf monitor-format)
         zone = ZoneInfo(timezone)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -180,11 +183,12 @@ class Switchboard:
 
     async def _start_up(self) -> None:
         """Once per start: attempts a dead process left ringing go back to pending; calls
-        answered without a draft get theirs."""
+        answered without a draft get theirs; messages whose transcription died get theirs."""
         await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
         await self.store.warm()
         if self._bus is not None:
             await self.drafts.catch_up()
+        await self.transcripts.catch_up(self._clock() - MESSAGES_CATCH_UP)
 
     def _after_connect(
         self, name: str, work: Callable[[], Awaitable[None]]

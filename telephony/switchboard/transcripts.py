@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,15 @@ class Transcripts:
                 "emergency words (%s) in message %s: calling back", kept["emergency"], uid
             )
             self._urgent()
+
+    async def catch_up(self, since: datetime) -> None:
+        """Transcribe the messages whose transcription died with an earlier process (it runs
+        in memory after the message's commit): their words reach the call-back item anyway."""
+        if self._stt is None or self._spool is None:
+            return
+        for uid, rel_path, language in await self._store.messages_without_transcript(since):
+            logger.info("transcribing message %s, left before a restart", uid)
+            await self.message(uid, rel_path, language)
 
     async def describe(self, uid: str, rel_path: str, language: str) -> Description | None:
         """The caller's description (1022 "say what happened"): its words, the emergency
