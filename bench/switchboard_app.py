@@ -121,7 +121,12 @@ async def serve(state_dir: Path) -> None:
     # What telephony.role does with system_api(app, name="switchboard").
     api = InProcessCoreApi(core=core, principal=Principal(role=Role.SERVICE, name="switchboard"))
     sb = build_switchboard(
-        store=store, settings=sb_settings, asterisk=asterisk, api=api, menu=load_menu()
+        store=store,
+        settings=sb_settings,
+        asterisk=asterisk,
+        api=api,
+        menu=load_menu(),
+        bus=core.bus,  # answered calls' drafts, as the telephony role makes them
     )
     agi = caller_lookup_server(
         store=store,

@@ -20,6 +20,7 @@ from aiohttp import web
 from ioc_core.api import CoreApi
 from ioc_core.api.openapi import contribute
 from ioc_core.api.web import HEALTH_CHECKS, PRIMARY, core_of, system_api
+from ioc_core.bus import Bus
 from ioc_core.config import ConfigError
 from ioc_core.db import utcnow
 from telephony.agi.fastagi import FastAgiServer
@@ -72,8 +73,10 @@ def build_switchboard(
     tracking_prefix: str = "PA",
     live_max: int | None = None,
     announce_s: int | None = None,
+    bus: Bus | None = None,
 ) -> Switchboard:
-    """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue)."""
+    """`menu`: the 1022 voice menu (None: 1022 callers go straight to the queue); `bus`:
+    where the drafts of answered calls are made from (telephony.switchboard.draft)."""
     ari = AriClient(
         base_url=f"http://{host}:{asterisk.http_port}",
         user=asterisk.ari_user,
@@ -109,6 +112,7 @@ def build_switchboard(
         announce_s=asterisk.announce_s if announce_s is None else announce_s,
         live_max=asterisk.live_max if live_max is None else live_max,
         audiosocket_port=asterisk.audiosocket_port,
+        bus=bus,
     )
 
 
@@ -152,6 +156,7 @@ async def _lifetime(app: web.Application) -> AsyncIterator[None]:
         sounds=state_dir / "sounds",
         timezone=core.settings.timezone,
         tracking_prefix=core.settings.tracking_prefix,
+        bus=core.bus,
     )
     app[SWITCHBOARD] = sb
     agi = caller_lookup_server(

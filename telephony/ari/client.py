@@ -83,6 +83,68 @@ class AriClient:
         result: list[dict[str, Any]] = await self.request("GET", "/channels")
         return result
 
+    async def bridges(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = await self.request("GET", "/bridges") or []
+        return result
+
+    async def hang_up(self, channel_id: str) -> None:
+        await self.request("DELETE", f"/channels/{channel_id}")
+
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request("POST", f"/channels/{channel_id}/variable", variable=name, value=value)
+
+    async def play(self, channel_id: str, media: str, *, playback_id: str, **options: str) -> None:
+        """Start `media` on the channel under our own id (PlaybackFinished can then be matched
+        even when it arrives before this request returns)."""
+        await self.request(
+            "POST", f"/channels/{channel_id}/play", media=media, **options, playbackId=playback_id
+        )
+
+    async def stop_playback(self, playback_id: str) -> None:
+        await self.request("DELETE", f"/playbacks/{playback_id}")
+
+    async def originate(
+        self, *, endpoint: str, app_args: str, caller_id: str, timeout_s: int, channel_id: str
+    ) -> None:
+        """Dial `endpoint`; the answered channel enters our Stasis app with `app_args`."""
+        await self.request(
+            "POST",
+            "/channels",
+            endpoint=endpoint,
+            app=self.app,
+            appArgs=app_args,
+            callerId=caller_id,
+            timeout=timeout_s,
+            channelId=channel_id,
+        )
+
+    async def snoop(
+        self, channel_id: str, *, snoop_id: str, app_args: str, spy: str, whisper: str = "none"
+    ) -> None:
+        """A snoop channel on `channel_id` (`spy`: what it hears, `whisper`: where what is
+        played on it goes), entering our Stasis app with `app_args`."""
+        await self.request(
+            "POST", f"/channels/{channel_id}/snoop", app=self.app, spy=spy, whisper=whisper,
+            snoopId=snoop_id, appArgs=app_args,
+        )  # fmt: skip
+
+    async def external_media(self, *, channel_id: str, host: str, data: str) -> None:
+        """An AudioSocket (TCP, 8 kHz slin) channel to `host` carrying `data` as its id."""
+        await self.request(
+            "POST", "/channels/externalMedia", app=self.app, channelId=channel_id,
+            external_host=host, encapsulation="audiosocket", transport="tcp", format="slin",
+            data=data,
+        )  # fmt: skip
+
+    async def create_bridge(self, bridge_id: str) -> None:
+        await self.request("POST", "/bridges", type="mixing", bridgeId=bridge_id)
+
+    async def add_to_bridge(self, bridge_id: str, channels: list[str]) -> None:
+        await self.request("POST", f"/bridges/{bridge_id}/addChannel", channel=",".join(channels))
+
+    async def destroy_bridge(self, bridge_id: str) -> None:
+        await self.request("DELETE", f"/bridges/{bridge_id}")
+
     async def run(
         self, handler: EventHandler, on_connect: Callable[[], Awaitable[None]] | None = None
     ) -> None:

@@ -33,6 +33,8 @@ class Call(TelephonyBase):
     __table_args__ = (
         Index("ix_calls_status_arrived", "status", "arrived_at"),
         Index("ix_calls_ani_arrived", "ani", "arrived_at"),
+        # One call, one draft: a redelivered `call.answered` can never link a second one.
+        Index("uq_calls_incident_code", "incident_code", unique=True),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -51,6 +53,11 @@ class Call(TelephonyBase):
     agent: Mapped[str | None] = mapped_column(String(32), nullable=True)
     recording_path: Mapped[str | None] = mapped_column(String(500), nullable=True)
     incident_code: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Who is making the draft (telephony.switchboard.draft): set before the core is asked, so
+    # a second maker waits its turn and one interrupted by a crash is recognised.
+    draft_claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # The caller's recorded description is on the draft (in it, or as a later note).
+    draft_described: Mapped[bool] = mapped_column(Boolean, default=False)
     caller_calls: Mapped[int] = mapped_column(Integer, default=0)  # earlier calls, this ANI
     hangup_cause: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The call-back item this outbound call serves (no FK: callbacks already points here).

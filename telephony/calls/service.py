@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from sqlalchemy import Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -20,9 +20,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ioc_core import events as ev
 from ioc_core.bus import Event
 from ioc_core.db import transaction, utcnow
-from ioc_core.outbox import add_events, stage_events
+from ioc_core.outbox import ConsumedEvent, add_events, first_time, stage_events
 from nlu.keywords import emergency_service
-from telephony.agi.lookups import normalise_msisdn
 from telephony.calls.callback_policy import decide
 from telephony.calls.lifecycle import (
     AgentState,
@@ -37,6 +36,7 @@ from telephony.calls.lifecycle import (
 from telephony.calls.models import Agent, Call, Callback, CallbackAttempt
 from telephony.calls.models import Transcript as TranscriptRow
 from telephony.i18n import said
+from telephony.numbers import normalise_msisdn
 from telephony.settings import SwitchboardSettings
 from telephony.speech.engine import Transcript as SpeechTranscript
 
@@ -65,6 +65,15 @@ class Recorded:
     call: dict[str, Any]
     effects: tuple[Effect, ...]
     callback_id: int | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DraftClaim:
+    """`claimed`: make the draft; `again`: make it, a maker before was interrupted; `done`:
+    nothing to make (made already, or not a citizen's call)."""
+
+    verdict: Literal["claimed", "again", "done"]
+    call: dict[str, Any] | None = None
 
 
 def call_view(c: Call | SimpleNamespace, now: datetime | None = None) -> dict[str, Any]:
@@ -397,6 +406,88 @@ class CallStore:
         async with transaction(self._sessions) as s:
             await s.execute(update(Call).where(Call.uid == uid).values(incident_code=code))
 
+    # ------------------------------------------------------------------ a call's draft
+
+    async def claim_draft(self, uid: str, *, consumer: str, key: str | None) -> DraftClaim:
+        """Take call `uid`'s draft slot, in one transaction, before the core is asked (see
+        telephony.switchboard.draft). `key`: the `call.answered` event making it, marked
+        consumed by `consumer` (None: the start-up's catch-up, which no event drives)."""
+        async with transaction(self._sessions) as s:
+            if key is not None and await s.get(ConsumedEvent, (consumer, key)) is not None:
+                return DraftClaim(verdict="done")
+            call = await s.scalar(select(Call).where(Call.uid == uid).with_for_update())
+            if call is None or call.direction != "in" or call.incident_code:
+                if key is not None:
+                    await first_time(s, consumer, key)
+                return DraftClaim(verdict="done")
+            verdict: Literal["claimed", "again"] = (
+                "claimed" if call.draft_claim is None else "again"
+            )
+            call.draft_claim = key or consumer
+            return DraftClaim(verdict=verdict, call=call_view(call, self._clock()))
+
+    async def link_draft(
+        self, uid: str, code: str, *, consumer: str, key: str | None, described: bool
+    ) -> None:
+        """The core made the draft: link it to its call and mark the maker's event consumed,
+        together (the link is unique: one call, one draft)."""
+        async with transaction(self._sessions) as s:
+            await s.execute(
+                update(Call)
+                .where(Call.uid == uid)
+                .values(incident_code=code, draft_described=described)
+            )
+            if key is not None:
+                await first_time(s, consumer, key)
+
+    async def answered_without_draft(self, since: datetime) -> list[str]:
+        """Citizens' calls that arrived since `since`, answered by an agent, that have no
+        draft (yet); a call known answered only from Asterisk's records names no agent."""
+        async with self._sessions() as s:
+            rows = await s.scalars(
+                select(Call.uid)
+                .where(
+                    # (status, arrived_at) is indexed: a start reads a day of calls, not all.
+                    Call.status.in_([Status.CONNECTED.value, Status.ENDED.value]),
+                    Call.arrived_at >= since,
+                    Call.answered_at.is_not(None),
+                    Call.direction == "in",
+                    Call.agent.is_not(None),
+                    Call.incident_code.is_(None),
+                )
+                .order_by(Call.answered_at)
+            )
+            return list(rows.all())
+
+    async def description(self, uid: str) -> str:
+        """The words of the caller's recorded description (1022 "say what happened"), once
+        transcribed and kept; "" before that, or when nothing was understood."""
+        async with self._sessions() as s:
+            text = await s.scalar(
+                select(TranscriptRow.text)
+                .where(
+                    TranscriptRow.call_uid == uid,
+                    TranscriptRow.kind == "ivr",
+                    TranscriptRow.error.is_(None),
+                )
+                .order_by(TranscriptRow.id.desc())
+                .limit(1)
+            )
+        return (text or "").strip()
+
+    async def describe_draft(self, uid: str, *, described: bool = True) -> str | None:
+        """Take the duty of putting the description on call `uid`'s draft: its code when this
+        caller takes it (the draft exists and lacks it), else None. `described=False` gives
+        the duty back (the note could not be written)."""
+        async with transaction(self._sessions) as s:
+            call = await s.scalar(select(Call).where(Call.uid == uid).with_for_update())
+            if call is None or not call.incident_code:
+                return None
+            if described and call.draft_described:
+                return None
+            call.draft_described = described
+            return call.incident_code
+
     async def call_language(self, call_id: int) -> str:
         """The language a call's caller chose (vi when none): a call-back speaks it."""
         async with self._sessions() as s:
@@ -444,6 +535,27 @@ class CallStore:
                 (Call.arrived_at >= since) | (Call.status != Status.ENDED.value)
             )
             return list((await s.scalars(stmt)).all())
+
+    async def messages_without_transcript(self, since: datetime) -> list[tuple[str, str, str]]:
+        """Messages left since `since` whose transcription never ended, neither with words
+        nor with the reason there are none (the process died first): (call id, recording,
+        language) each."""
+        kept = select(TranscriptRow.id).where(
+            TranscriptRow.call_uid == Call.uid, TranscriptRow.kind == "message"
+        )
+        async with self._sessions() as s:
+            rows = await s.execute(
+                select(Call.uid, Callback.recording_path, Call.language)
+                .join(Call, Call.id == Callback.call_id)
+                .where(
+                    Callback.reason == "voicemail",
+                    Callback.recording_path.is_not(None),
+                    Callback.created_at >= since,
+                    ~kept.exists(),
+                )
+                .order_by(Callback.created_at)
+            )
+            return [(uid, str(path), language or "vi") for uid, path, language in rows.all()]
 
     # ------------------------------------------------------------------ call-backs
 

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from telephony.ari.client import AriClient, AriError, ChannelGone
+from telephony.ari.events import channel_of
 from telephony.ivr import engine
 from telephony.ivr.menus import Menu, Outcome
 from telephony.ivr.prompts import media_uri
@@ -47,23 +48,6 @@ class IvrResult:
     # The caller's own description (a recording node), relative to Asterisk's spool.
     description_path: str | None = None
     entered: str = ""  # digits keyed in at a collecting node (a tracking code)
-
-
-def channel_of(event: Mapping[str, Any]) -> str | None:
-    """The channel an ARI event concerns: `channel.id`, or the `channel:<id>` of
-    `playback.target_uri` / `recording.target_uri`. ARI quirk: Playback* and Recording*
-    events carry no channel object, so a router keyed on `event["channel"]["id"]` never
-    delivers them."""
-    channel = event.get("channel")
-    if isinstance(channel, Mapping) and isinstance(channel.get("id"), str):
-        return str(channel["id"])
-    for key in ("playback", "recording"):
-        media = event.get(key)
-        if isinstance(media, Mapping):
-            uri = str(media.get("target_uri", ""))
-            if uri.startswith("channel:"):
-                return uri.removeprefix("channel:")
-    return None
 
 
 class _Hangup(Exception):
@@ -108,12 +92,11 @@ class _Session:
             # Our own playback id, sent with the request: PlaybackFinished can then be matched
             # even when it arrives before the POST returns.
             self.playback = f"ivr-{uuid.uuid4().hex}"
-            await self.ari.request(
-                "POST",
-                f"/channels/{self.channel_id}/play",
-                media=media_uri(action.prompt, action.language),
+            await self.ari.play(
+                self.channel_id,
+                media_uri(action.prompt, action.language),
+                playback_id=self.playback,
                 lang=action.language,
-                playbackId=self.playback,
             )
         elif isinstance(action, engine.StopPrompt):
             await self.stop_playback()
@@ -149,7 +132,7 @@ class _Session:
         if playback is None:
             return
         try:
-            await self.ari.request("DELETE", f"/playbacks/{playback}")
+            await self.ari.stop_playback(playback)
         except AriError as exc:
             if exc.status != 404:  # 404: it finished meanwhile
                 raise

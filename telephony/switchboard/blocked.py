@@ -7,7 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from telephony.agi.lookups import normalise_msisdn
+from telephony.numbers import normalise_msisdn
 
 logger = logging.getLogger(__name__)
 

@@ -70,12 +70,12 @@ async def remove_leftovers(ari: AriClient, held: Collection[str]) -> None:
     """After a (re)connect: channels and bridges of ours that nobody holds any more (their
     stream or playback died with an earlier run) are removed."""
     with contextlib.suppress(AriError):
-        for kind in ("channels", "bridges"):
-            for item in await ari.request("GET", f"/{kind}") or []:
+        for listed, remove in ((ari.channels, ari.hang_up), (ari.bridges, ari.destroy_bridge)):
+            for item in await listed() or []:
                 oid = str(item.get("id", ""))
                 if owned(oid) and oid not in held:
                     with contextlib.suppress(AriError, ChannelGone):
-                        await ari.request("DELETE", f"/{kind}/{oid}")
+                        await remove(oid)
 
 
 class LiveTaps:
@@ -132,22 +132,17 @@ class LiveTaps:
         for channel in (tap.snoop, tap.media):
             self._entered[channel] = loop.create_future()
         try:
-            await self._ari.request(
-                "POST", f"/channels/{uid}/snoop", app=self._ari.app, spy="in",
-                snoopId=tap.snoop, appArgs="tap",
-            )  # fmt: skip
-            await self._ari.request(
-                "POST", "/channels/externalMedia", app=self._ari.app, channelId=tap.media,
-                external_host=f"{self._media_host}:{self._server.port}",
-                encapsulation="audiosocket", transport="tcp", format="slin", data=str(stream_id),
-            )  # fmt: skip
-            await self._ari.request("POST", "/bridges", type="mixing", bridgeId=tap.bridge)
+            await self._ari.snoop(uid, snoop_id=tap.snoop, app_args="tap", spy="in")
+            await self._ari.external_media(
+                channel_id=tap.media,
+                host=f"{self._media_host}:{self._server.port}",
+                data=str(stream_id),
+            )
+            await self._ari.create_bridge(tap.bridge)
             await asyncio.wait_for(
                 asyncio.gather(*(self._entered[c] for c in (tap.snoop, tap.media))), SETUP_S
             )
-            await self._ari.request(
-                "POST", f"/bridges/{tap.bridge}/addChannel", channel=f"{tap.snoop},{tap.media}"
-            )
+            await self._ari.add_to_bridge(tap.bridge, [tap.snoop, tap.media])
         except (AriError, ChannelGone, TimeoutError) as exc:
             logger.warning("could not tap %s (%s); the call goes on without it", uid, exc)
             await self.detach(uid)
@@ -166,9 +161,9 @@ class LiveTaps:
         tap.unregister()
         for channel in (tap.media, tap.snoop):
             with contextlib.suppress(AriError, ChannelGone):
-                await self._ari.request("DELETE", f"/channels/{channel}")
+                await self._ari.hang_up(channel)
         with contextlib.suppress(AriError, ChannelGone):
-            await self._ari.request("DELETE", f"/bridges/{tap.bridge}")
+            await self._ari.destroy_bridge(tap.bridge)
         await tap.stream.close()
         logger.info("live transcript of %s ended (%d results)", uid, tap.stream.results)
 

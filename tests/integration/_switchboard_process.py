@@ -37,7 +37,7 @@ async def main(pbx_state: Path) -> None:
     store = CallStore(sessions=core.sessions, settings=sw, on_commit=core.relay.notify)
     asterisk = AsteriskSettings.from_env(pbx_state)
     api = InProcessCoreApi(core=core, principal=SYSTEM)
-    sb = build_switchboard(store=store, settings=sw, asterisk=asterisk, api=api)
+    sb = build_switchboard(store=store, settings=sw, asterisk=asterisk, api=api, bus=core.bus)
     agi = caller_lookup_server(
         store=store,
         api=api,

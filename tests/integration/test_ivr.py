@@ -21,11 +21,12 @@ import pytest
 
 from ioc_core.artifacts import mounts_under
 from telephony.ari.client import AriClient
+from telephony.ari.events import channel_of
 from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render
 from telephony.asterisk.process import AsteriskProcess
 from telephony.ivr.menus import Menu, load_menu, parse_menu
 from telephony.ivr.prompts import ensure_prompts
-from telephony.ivr.session import IvrResult, channel_of, run_ivr
+from telephony.ivr.session import IvrResult, run_ivr
 from tests.helpers import wait_until
 from tests.sip.sipp import SCENARIOS, dtmf_pcaps, run_sipp
 

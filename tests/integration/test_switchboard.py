@@ -99,6 +99,7 @@ class Hub:
             sounds=self.pbx.state_dir / "sounds",
             live_max=live_max,
             announce_s=announce_s,
+            bus=self.core.bus,
         )
         self.task = asyncio.create_task(self.sb.run())
         await wait_until(self.sb.ari.connected.is_set, 10, "ARI connected")
@@ -147,7 +148,7 @@ async def hub(core: Core, pbx: AsteriskProcess, tmp_path: Path) -> AsyncIterator
     asterisk = AsteriskSettings.from_env(pbx.state_dir)
     store = CallStore(sessions=core.sessions, settings=settings, on_commit=core.relay.notify)
     api = InProcessCoreApi(core=core, principal=SYSTEM)
-    sb = build_switchboard(store=store, settings=settings, asterisk=asterisk, api=api)
+    sb = build_switchboard(store=store, settings=settings, asterisk=asterisk, api=api, bus=core.bus)
     agi = caller_lookup_server(
         store=store, api=api, blocked=BlockedNumbers(path=tmp_path / "blocked.txt"), port=4573
     )
@@ -450,13 +451,13 @@ async def test_a_waiting_caller_hears_their_place_in_line_without_losing_it(
     await hub.kill_app()
     await hub.start_app(announce_s=2)  # production: IOC_QUEUE_ANNOUNCE_S, 45 s
     played: list[str] = []  # channels whose playback Asterisk reported finished
-    play = hub.sb._play
+    play = hub.sb.voice.play
 
     async def spy(cid: str, media: str, events: Any) -> None:
         await play(cid, media, events)
         played.append(cid)
 
-    monkeypatch.setattr(hub.sb, "_play", spy)
+    monkeypatch.setattr(hub.sb.voice, "play", spy)
     caller = await hub.caller("1022", "0912000066", hold_ms=12_000).start()
     try:
         queued = await hub.call_of("0912000066", "1022", status="queued")
@@ -665,14 +666,14 @@ async def test_a_spoken_message_reaches_the_call_back_item_as_text(hub: Hub) -> 
         "There is a fire in the market. Please send a fire truck.", "en", hub.pbx.spool_dir / path
     )
     await hub.store.record("msg.1", Fact.RECORDED, recording_path=path)
-    await hub.sb.transcribe_message("msg.1", path, "en")
+    await hub.sb.transcripts.message("msg.1", path, "en")
     (item,) = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000014"]
     assert "fire" in (item["transcript"] or "").lower()
     # A fire reported on 1022: the item jumps the queue and is called back automatically.
     assert item["reason"] == "emergency" and item["priority"] == 10 and item["automatic"]
     (kept,) = await hub.store.transcripts("msg.1")
     assert kept["language"] == "en" and kept["segments"] and kept["error"] is None
-    await hub.sb.transcribe_message("msg.1", "recording/ioc-msg/none.wav", "en")
+    await hub.sb.transcripts.message("msg.1", "recording/ioc-msg/none.wav", "en")
     missing = (await hub.store.transcripts("msg.1"))[-1]
     assert missing["text"] == "" and "no such file" in missing["error"]
 

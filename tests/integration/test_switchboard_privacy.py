@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from telephony.calls.lifecycle import Fact
 from telephony.calls.service import CallStore
 from telephony.role import build_switchboard
 from telephony.settings import SwitchboardSettings
-from telephony.switchboard.app import Description
+from telephony.switchboard.draft import Description
 from tests.helpers import auth, make_token, report
 
 ANI = "0912777888"
@@ -56,7 +57,7 @@ async def test_defect_01_a_verified_phone_draft_publishes_no_caller_data(
         return Description(text=SAID, emergency="114", category=None)
 
     sb._descriptions[uid] = asyncio.ensure_future(said())  # the caller's words, transcribed
-    await sb._draft(call)
+    await sb.drafts.make(uid, key=str(uuid.uuid4()))  # as its `call.answered` consumer does
     code = (await store.get_call(uid) or {})["incident_code"]
     assert code
 

@@ -19,9 +19,9 @@ from telephony.agi.lookups import (
     SCRIPT,
     VARIABLES,
     make_caller_lookup,
-    normalise_msisdn,
     service_of,
 )
+from telephony.numbers import normalise_msisdn
 from tests.unit.test_fastagi import agi_call, environment, variables
 
 

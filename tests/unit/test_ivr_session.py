@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from telephony.ari.client import AriClient, AriError, ChannelGone
+from telephony.ari.events import channel_of
 from telephony.ivr.menus import Menu, load_menu, parse_menu
-from telephony.ivr.session import IvrResult, channel_of, run_ivr
+from telephony.ivr.session import IvrResult, run_ivr
 from tests.helpers import wait_until
 
 NOON = datetime(2025, 11, 26, 5, 0, tzinfo=UTC)
