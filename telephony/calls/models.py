@@ -58,6 +58,10 @@ class Call(TelephonyBase):
     draft_claim: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The caller's recorded description is on the draft (in it, or as a later note).
     draft_described: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The report asked of the core for this call's draft, kept before asking: a maker that dies
+    # after the core's commit but before the link resends it with the same key, and the core
+    # answers with the draft it made (a rebuilt request would differ: it counts that draft).
+    draft_request: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     caller_calls: Mapped[int] = mapped_column(Integer, default=0)  # earlier calls, this ANI
     hangup_cause: Mapped[str | None] = mapped_column(String(64), nullable=True)
     # The call-back item this outbound call serves (no FK: callbacks already points here).

@@ -74,6 +74,7 @@ class DraftClaim:
 
     verdict: Literal["claimed", "again", "done"]
     call: dict[str, Any] | None = None
+    request: dict[str, Any] | None = None  # what an interrupted maker asked of the core
 
 
 def call_view(c: Call | SimpleNamespace, now: datetime | None = None) -> dict[str, Any]:
@@ -424,7 +425,14 @@ class CallStore:
                 "claimed" if call.draft_claim is None else "again"
             )
             call.draft_claim = key or consumer
-            return DraftClaim(verdict=verdict, call=call_view(call, self._clock()))
+            return DraftClaim(
+                verdict=verdict, call=call_view(call, self._clock()), request=call.draft_request
+            )
+
+    async def keep_draft_request(self, uid: str, request: dict[str, Any]) -> None:
+        """The draft's report as it will be asked of the core (see DraftClaim.request)."""
+        async with transaction(self._sessions) as s:
+            await s.execute(update(Call).where(Call.uid == uid).values(draft_request=request))
 
     async def link_draft(
         self, uid: str, code: str, *, consumer: str, key: str | None, described: bool

@@ -11,9 +11,10 @@ A process that dies anywhere before 3 leaves the event unconsumed: it is deliver
 after the restart and the draft is made then; and at every start the switchboard catches up
 with the calls answered in the last day that have no draft (`catch_up`), for an event its
 consumer was not subscribed yet to receive. A redelivery after 3 finds the mark and makes
-nothing. The claim tells a maker that another was interrupted after 1 (logged): the one window
-left, a death between the core's commit and 3, is closed only by a key the core itself
-dedupes on.
+nothing. The claim tells a maker that another was interrupted after 1 (logged). The report
+asked in 2 is kept with the claim and sent with the call's own idempotency key, so a death
+between the core's commit and 3 is answered, on the next delivery, with the draft the core
+already made.
 
 The caller's recorded description (1022 "say what happened") goes into the draft when it is
 transcribed in time; otherwise it becomes a note on the draft when its transcript is kept
@@ -37,7 +38,7 @@ from ioc_core.db import utcnow
 from nlu.keywords import emergency_service, suggest_category
 from telephony.calls.service import CallStore
 from telephony.i18n import t
-from telephony.settings import SwitchboardSettings
+from telephony.settings import Service, SwitchboardSettings
 
 logger = logging.getLogger(__name__)
 
@@ -159,10 +160,31 @@ class Drafts:
         if claim.verdict == "again":
             logger.warning("the draft of call %s was interrupted before; making it now", uid)
         call = claim.call
-        service = self._settings.service(call["service"])
-        if service is None:
-            return None
         staff = self._api.calltaker(self._agent_name(call))
+        asked = claim.request
+        if asked is None:
+            service = self._settings.service(call["service"])
+            if service is None:
+                return None
+            asked = await self._request(uid, call, service, staff)
+            await self._store.keep_draft_request(uid, asked)
+        # The call's own key: a maker that died after the core's commit resends the same
+        # request and gets the draft it made, never a second one.
+        created = await staff.report_incident(asked["report"], idempotency_key=f"call:{uid}")
+        code = str(created["code"])
+        described = bool(asked["described"])
+        await self._store.link_draft(uid, code, consumer=DRAFTS, key=key, described=described)
+        if not described:
+            # Its transcript may have been kept while the draft was being made: the
+            # transcript's own event found no draft to note it on then.
+            await self.note_description(uid)
+        return code
+
+    async def _request(
+        self, uid: str, call: Mapping[str, Any], service: Service, staff: CoreApi
+    ) -> dict[str, Any]:
+        """The draft's report, prefilled from the call (the call-taker completes it through
+        the API), and whether it carries the caller's description."""
         ani = call.get("ani") or ""
         lines = [
             t("draft.call", service=service.name_vi, number=service.number, ani=ani or "?"),
@@ -197,16 +219,7 @@ class Drafts:
         }
         if PHONE.match(ani):
             report["reporter"] = {"phone": ani}
-        created = await staff.report_incident(report)
-        code = str(created["code"])
-        await self._store.link_draft(
-            uid, code, consumer=DRAFTS, key=key, described=desc is not None
-        )
-        if desc is None:
-            # Its transcript may have been kept while the draft was being made: the
-            # transcript's own event found no draft to note it on then.
-            await self.note_description(uid)
-        return code
+        return {"report": report, "described": desc is not None}
 
     async def note_description(self, uid: str) -> None:
         """The caller's description as a note on the call's draft, when the draft exists and

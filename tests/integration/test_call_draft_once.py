@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import func, select
 
 from ioc_core import events as ev
@@ -207,10 +208,12 @@ async def test_i12_03_a_redelivered_call_answered_makes_no_second_draft(
 
 class _FailsOnce:
     """The core API, whose first draft request fails as a dying process's would: the draft
-    consumer has claimed the call's slot and the core has not been asked."""
+    consumer has claimed the call's slot, and the core has not been asked — or, with
+    `after_core`, the core has made the draft and the answer is lost on the way back."""
 
-    def __init__(self, api: InProcessCoreApi) -> None:
+    def __init__(self, api: InProcessCoreApi, *, after_core: bool = False) -> None:
         self._api = api
+        self._after_core = after_core
         self.failed = 0
 
     def calltaker(self, name: str) -> Any:
@@ -220,11 +223,15 @@ class _FailsOnce:
             def __getattr__(self, attr: str) -> Any:
                 return getattr(outer._api.calltaker(name), attr)
 
-            async def report_incident(self, report: Mapping[str, Any]) -> dict[str, Any]:
-                if not outer.failed:
-                    outer.failed += 1
-                    raise ConnectionError("the core went away")
-                return await outer._api.calltaker(name).report_incident(report)
+            async def report_incident(
+                self, report: Mapping[str, Any], **how: Any
+            ) -> dict[str, Any]:
+                if outer.failed:
+                    return await outer._api.calltaker(name).report_incident(report, **how)
+                outer.failed += 1
+                if outer._after_core:
+                    await outer._api.calltaker(name).report_incident(report, **how)
+                raise ConnectionError("the core went away")
 
         return Staff()
 
@@ -232,13 +239,16 @@ class _FailsOnce:
         return getattr(self._api, attr)
 
 
+@pytest.mark.parametrize("after_core", [False, True], ids=["before-the-core", "after-the-core"])
 async def test_i12_03_a_draft_interrupted_after_its_claim_is_made_on_the_next_delivery(
-    core: Core, tmp_path: Path
+    core: Core, tmp_path: Path, after_core: bool
 ) -> None:
+    """Interrupted before the core was asked, or after the core made the draft (its answer
+    lost): the next delivery makes exactly one draft, the second by the call's own key."""
     store = CallStore(
         sessions=core.sessions, settings=store_settings(), on_commit=core.relay.notify
     )
-    api = _FailsOnce(InProcessCoreApi(core=core, principal=SYSTEM))
+    api = _FailsOnce(InProcessCoreApi(core=core, principal=SYSTEM), after_core=after_core)
     sb = _switchboard(core, store, api, tmp_path)
     sb.drafts.subscribe(core.bus)
     try:
