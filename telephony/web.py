@@ -90,7 +90,7 @@ async def get_call(request: web.Request) -> web.Response:
     call = await store.get_call(request.match_info["id"])
     if call is None:
         raise NotFound(said("api.unknown_call", id=request.match_info["id"]))
-    return json_response({**call, "transcripts": await store.transcripts(call["id"])})
+    return json_response({**call, "transcripts": await store.transcripts.of_call(call["id"])})
 
 
 @routes.get(API + "/calls/{id}/recording")
@@ -112,7 +112,7 @@ async def list_callbacks(request: web.Request) -> web.Response:
     await require_staff(request)
     q = parse_query(request, CallbacksQuery, multi=frozenset({"status"}))
     return json_response(
-        {"items": await request.app[STORE].list_callbacks(status=q.status, limit=q.limit)}
+        {"items": await request.app[STORE].callbacks.items(status=q.status, limit=q.limit)}
     )
 
 
@@ -127,7 +127,7 @@ async def act_on_callback(request: web.Request) -> web.Response:
     body = await read_model(request, CallbackAction)
     callback_id = int(request.match_info["id"])
     try:
-        view = await request.app[STORE].act_on_callback(
+        view = await request.app[STORE].callbacks.act(
             callback_id, request.match_info["action"], agent=body.agent or who.name, note=body.note
         )
     except ValueError as exc:
@@ -161,7 +161,7 @@ async def queues(request: web.Request) -> web.Response:
     items = queue_stats(
         calls,
         queues=[s.queue for s in settings.services.values()],
-        agents=await store.agents(),
+        agents=await store.agents.items(),
         now=now,
     )
     since = midnight.isoformat()
@@ -176,7 +176,7 @@ def _running(request: web.Request) -> bool:
 @routes.get(API + "/agents")
 async def agents(request: web.Request) -> web.Response:
     await require_staff(request)
-    return json_response({"items": await request.app[STORE].agents()})
+    return json_response({"items": await request.app[STORE].agents.items()})
 
 
 @routes.post(API + "/agents/{ext}/{action:" + "|".join(AGENT_ACTIONS) + "}")

@@ -149,7 +149,7 @@ class AgentDesk:
         mine = [m for m in self._members.values() if m.extension == extension]
         state = self.state_of(extension)
         reason = next((m.reason for m in mine if m.paused), "")
-        await self._store.set_agent_state(
+        await self._store.agents.set_state(
             extension,
             state,
             reason=reason if state is AgentState.PAUSED else "",

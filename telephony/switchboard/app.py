@@ -184,7 +184,7 @@ class Switchboard:
     async def _start_up(self) -> None:
         """Once per start: attempts a dead process left ringing go back to pending; calls
         answered without a draft get theirs; messages whose transcription died get theirs."""
-        await self.store.recover_callbacks(older_than_s=self._settings.callback.ring_s + 30)
+        await self.store.callbacks.recover(older_than_s=self._settings.callback.ring_s + 30)
         await self.store.warm()
         if self._bus is not None:
             await self.drafts.catch_up()

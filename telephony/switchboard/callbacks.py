@@ -45,13 +45,13 @@ class Callbacks:
                 await asyncio.wait_for(self._wake.wait(), 1.0)
             self._wake.clear()
             try:
-                for callback_id in await self._store.due_callbacks():
+                for callback_id in await self._store.callbacks.due():
                     await self._originate(callback_id)
             except Exception:
                 logger.exception("call-back loop failed; retrying")
 
     async def _originate(self, callback_id: int) -> None:
-        cb = await self._store.get_callback(callback_id)
+        cb = await self._store.callbacks.get(callback_id)
         if cb is None:
             return
         number = str(cb["ani"])
@@ -59,7 +59,7 @@ class Callbacks:
             # The store's policy let only digits through (callback_policy.decide); this is the
             # last line before the trunk, where any other character changes what is dialled.
             logger.error("call-back %d: refusing dial string %r", callback_id, number)
-            await self._store.attempt_finished(callback_id, "failed")
+            await self._store.callbacks.attempt_finished(callback_id, "failed")
             return
         channel_id = f"callback-{callback_id}-{cb['attempts']}"
         self.originated[channel_id] = callback_id
@@ -71,11 +71,11 @@ class Callbacks:
                 timeout_s=self._settings.callback.ring_s,
                 channel_id=channel_id,
             )
-            await self._store.attempt_started(callback_id, channel_id)
+            await self._store.callbacks.attempt_started(callback_id, channel_id)
         except AriError as exc:
             logger.warning("call-back %d could not be placed: %s", callback_id, exc)
             self.originated.pop(channel_id, None)
-            await self._store.attempt_finished(callback_id, "failed")
+            await self._store.callbacks.attempt_finished(callback_id, "failed")
 
     async def answered(self, channel: Mapping[str, Any], args: list[str]) -> None:
         """The citizen picked up a call-back: it joins the service's queue ahead of others."""
@@ -86,7 +86,7 @@ class Callbacks:
         ani = ""
         item: dict[str, Any] | None = None
         if callback_id is not None:
-            item = await self._store.attempt_finished(callback_id, "answered")
+            item = await self._store.callbacks.attempt_finished(callback_id, "answered")
             ani = item["ani"] if item else ""
         # The originated channel's caller id is ours (the service number): the citizen's
         # number is the call-back item's.
@@ -127,4 +127,6 @@ class Callbacks:
     async def not_answered(self, cid: str, cause: int) -> None:
         callback_id = self.originated.pop(cid, None)
         if callback_id is not None:
-            await self._store.attempt_finished(callback_id, _NOT_ANSWERED.get(cause, "failed"))
+            await self._store.callbacks.attempt_finished(
+                callback_id, _NOT_ANSWERED.get(cause, "failed")
+            )

@@ -45,7 +45,7 @@ class Transcripts:
         try:
             t = await self._stt.transcribe_file(self._spool / rel_path, language)
         except SpeechError as exc:
-            await self._store.add_transcript(
+            await self._store.transcripts.add(
                 uid,
                 kind=kind,
                 audio_path=rel_path,
@@ -55,7 +55,7 @@ class Transcripts:
                 error=str(exc),
             )
             return None
-        return await self._store.add_transcript(
+        return await self._store.transcripts.add(
             uid, kind=kind, audio_path=rel_path, language=language, transcript=t
         )
 
@@ -73,7 +73,9 @@ class Transcripts:
         in memory after the message's commit): their words reach the call-back item anyway."""
         if self._stt is None or self._spool is None:
             return
-        for uid, rel_path, language in await self._store.messages_without_transcript(since):
+        for uid, rel_path, language in await self._store.transcripts.messages_without_transcript(
+            since
+        ):
             logger.info("transcribing message %s, left before a restart", uid)
             await self.message(uid, rel_path, language)
 
@@ -94,7 +96,7 @@ class Transcripts:
         """A live tap heard the caller: partials are events for the console; each final
         utterance is kept like every transcript, its audio referenced as a span of the call."""
         if result.kind == "partial":
-            await self._store.add_partial(
+            await self._store.transcripts.partial(
                 uid,
                 text=result.text,
                 start_s=result.start_s,
@@ -102,7 +104,7 @@ class Transcripts:
                 engine=result.transcript.engine,
             )
             return
-        await self._store.add_transcript(
+        await self._store.transcripts.add(
             uid,
             kind="live",
             audio_path=f"call:{uid}#t={result.start_s},{result.end_s}",

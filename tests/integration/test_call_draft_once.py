@@ -289,7 +289,7 @@ async def test_i12_03_a_description_kept_after_the_draft_is_noted_on_it_once(
         await store.record(uid, Fact.ANSWERED, agent="1001")
         code = await wait_until(lambda: _linked(store, uid), 10, "the draft")
         said = "cây đổ chắn ngang đường trước chợ"
-        await store.add_transcript(
+        await store.transcripts.add(
             uid,
             kind="ivr",
             audio_path="recording/x.wav",

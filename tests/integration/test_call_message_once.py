@@ -36,7 +36,7 @@ async def test_i12_03_a_message_whose_transcription_died_is_transcribed_at_the_n
     await store.record("msg.9", Fact.IVR_DONE, language="en", ivr_choices=[])
     await store.record("msg.9", Fact.RECORDED, recording_path=path)
     # ... and the process died before transcribing it.
-    assert await store.transcripts("msg.9") == []
+    assert await store.transcripts.of_call("msg.9") == []
 
     sb = build_switchboard(
         store=store,
@@ -50,9 +50,9 @@ async def test_i12_03_a_message_whose_transcription_died_is_transcribed_at_the_n
         spool=spool,
     )
     await sb._start_up()  # the switchboard's once-per-start work
-    (kept,) = await store.transcripts("msg.9")
+    (kept,) = await store.transcripts.of_call("msg.9")
     assert kept["kind"] == "message" and kept["audio_path"] == path and kept["error"] is None
-    (item,) = [i for i in await store.list_callbacks() if i["ani"] == "0912000019"]
+    (item,) = [i for i in await store.callbacks.items() if i["ani"] == "0912000019"]
     assert "fire" in (item["transcript"] or "").lower()
     await sb._start_up()  # a second start: nothing left to transcribe
-    assert len(await store.transcripts("msg.9")) == 1
+    assert len(await store.transcripts.of_call("msg.9")) == 1

@@ -91,7 +91,7 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
     assert datetime.fromisoformat(a["arrived_at"]) == old - timedelta(seconds=3)
     assert datetime.fromisoformat(a["ended_at"]) == old
     assert a["ani"] == "0912000001" and a["queue"] == "emergency-114"
-    callbacks = await store.list_callbacks(limit=100)
+    callbacks = await store.callbacks.items(limit=100)
     assert len(callbacks) == 3  # a, b (the live one, not a second), d; none for c or f
     reasons = sorted((cb["ani"], cb["reason"], cb["automatic"]) for cb in callbacks)
     assert reasons == [
@@ -106,5 +106,5 @@ async def test_defect_09_reconciling_is_idempotent_and_resumes_from_its_cursor(
     assert await make(clock_offset_s=10).once() == 0  # nothing new, nothing twice
     e = await store.get_call("e.1")
     assert e is not None and (e["status"], e["outcome"]) == ("ended", "abandoned")
-    assert len(await store.list_callbacks(limit=100)) == 4
+    assert len(await store.callbacks.items(limit=100)) == 4
     assert len(await store.list_calls(limit=100)) == 6

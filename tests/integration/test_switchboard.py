@@ -256,7 +256,7 @@ async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_ba
         ended_at = call["ended_at"]
 
         async def item() -> dict[str, Any] | None:
-            items = await hub.store.list_callbacks()
+            items = await hub.store.callbacks.items()
             return next((i for i in items if i["ani"] == "0912000003"), None)
 
         cb = await wait_until(item, 5, "call-back item within 5 s")
@@ -265,7 +265,7 @@ async def test_abandoned_113_call_gets_a_call_back_item_and_an_automatic_call_ba
 
         # The switchboard calls the citizen back by itself (the trunk's far end answers).
         async def done() -> dict[str, Any] | None:
-            now = await hub.store.get_callback(cb["id"])
+            now = await hub.store.callbacks.get(cb["id"])
             return now if now and now["status"] == "done" else None
 
         finished = await wait_until(done, 15, "automatic call-back answered")
@@ -321,7 +321,7 @@ async def test_defect_12_an_international_caller_is_not_dialled_back(hub: Hub) -
     assert await gave_up.done() == 0
 
     async def refused() -> dict[str, Any] | None:
-        items = await hub.store.list_callbacks()
+        items = await hub.store.callbacks.items()
         item = next((i for i in items if i["ani"] == "+12025550123"), None)
         return item if item and item["last_outcome"] == "refused" else None
 
@@ -333,7 +333,7 @@ async def test_defect_12_an_international_caller_is_not_dialled_back(hub: Hub) -
         await asyncio.sleep(1)
         channels = await hub.sb.ari.request("GET", "/channels")
         assert not [c for c in channels if str(c["id"]).startswith("callback-")]
-    assert (await hub.store.get_callback(item["id"]) or {})["attempts"] == 0
+    assert (await hub.store.callbacks.get(item["id"]) or {})["attempts"] == 0
     calls = await hub.store.list_calls(service="113")
     assert not [c for c in calls if c["direction"] == "callback"]
 
@@ -378,7 +378,7 @@ async def test_calls_reach_agents_with_the_app_dead_and_the_app_reattaches(hub: 
         assert ghost["outcome"] == "unknown" and ghost["hangup_cause"] == "gone on reconnect"
         live = await hub.store.list_calls(status=["new", "ivr", "queued", "ringing", "connected"])
         assert live == []
-        agents = {a["extension"]: a for a in await hub.store.agents()}
+        agents = {a["extension"]: a for a in await hub.store.agents.items()}
         assert agents["1002"]["state"] in ("available", "wrap_up")
     finally:
         await phone.astop()
@@ -386,7 +386,9 @@ async def test_calls_reach_agents_with_the_app_dead_and_the_app_reattaches(hub: 
 
 async def test_agent_states_follow_asterisk(hub: Hub) -> None:
     async def state(ext: str) -> str:
-        return str({a["extension"]: a["state"] for a in await hub.store.agents()}.get(ext, ""))
+        return str(
+            {a["extension"]: a["state"] for a in await hub.store.agents.items()}.get(ext, "")
+        )
 
     phone = hub.phone("1003")
     await phone.astart()
@@ -395,7 +397,7 @@ async def test_agent_states_follow_asterisk(hub: Hub) -> None:
         await wait_until(lambda: _is(state("1003"), "available"), 5, "available")
         await hub.sb.desk.pause("1003", "nghỉ giải lao")
         await wait_until(lambda: _is(state("1003"), "paused"), 5, "paused")
-        agents = {a["extension"]: a for a in await hub.store.agents()}
+        agents = {a["extension"]: a for a in await hub.store.agents.items()}
         assert agents["1003"]["pause_reason"] == "nghỉ giải lao"
         assert agents["1003"]["queues"] == ["emergency-113", "hotline-1022"]
         await hub.sb.desk.unpause("1003")
@@ -436,7 +438,7 @@ async def test_the_1022_menu_by_dtmf_fills_the_call_and_reaches_the_queue(hub: H
         assert await sipp.wait() == 0
         ended = await hub.call_of("0912345678", "1022", status="ended")
         assert ended["outcome"] == "abandoned"  # nobody was logged in: a call-back item
-        items = await hub.store.list_callbacks()
+        items = await hub.store.callbacks.items()
         assert any(i["ani"] == "0912345678" and not i["automatic"] for i in items)
     finally:
         if sipp.returncode is None:
@@ -503,7 +505,7 @@ async def test_a_1022_caller_hears_the_state_of_their_report_by_its_code(hub: Hu
     call = await hub.call_of("0912000055", "1022", status="ended")
     assert call["ivr_choices"] == [["lang", "1"], ["service", "2"], ["status", digits[2:-1]]]
     assert call["outcome"] == "self_served"  # served by the menu: no call-back item
-    assert not [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000055"]
+    assert not [i for i in await hub.store.callbacks.items() if i["ani"] == "0912000055"]
     # What was read out: this report's state, in Vietnamese.
     said = status_text("vi", await api.get_incident(report_["code"]), ZoneInfo("Asia/Ho_Chi_Minh"))
     assert report_["state_label"]["vi"] in said and year in said
@@ -542,7 +544,7 @@ async def test_a_1022_caller_says_what_happened_and_the_draft_is_prefilled(hub: 
         assert "fire" in notes.lower() and "fire" not in draft["description"].lower()
         assert draft["category"] == "chay_no.chay" and draft["priority"] == "urgent"
         assert "114" in notes
-        (kept,) = [t for t in await hub.store.transcripts(call["id"]) if t["kind"] == "ivr"]
+        (kept,) = [t for t in await hub.store.transcripts.of_call(call["id"]) if t["kind"] == "ivr"]
         assert kept["audio_path"] == f"recording/ioc-describe/{call['id']}.wav"
         assert kept["language"] == "en" and kept["engine"] == "faster-whisper"
         assert 2 < kept["duration_s"] < 12  # the speech and the pause that ended it
@@ -562,13 +564,13 @@ async def test_a_caller_is_transcribed_live_and_the_tap_leaves_nothing_behind(
     await hub.kill_app()
     await hub.start_app(live_max=1, language="en")  # 114 callers are never asked a language
     partials: list[str] = []
-    store_partial = hub.store.add_partial
+    store_partial = hub.store.transcripts.partial
 
     async def spy(uid: str, **result: Any) -> None:
         partials.append(result["text"])
         await store_partial(uid, **result)
 
-    monkeypatch.setattr(hub.store, "add_partial", spy)
+    monkeypatch.setattr(hub.store.transcripts, "partial", spy)
     said = hub.folder / "live.wav"
     speak("There is a fire in the market. Please send a fire truck quickly.", "en", said)
     speech_pcap(said, hub.folder / "live.pcap", silence_s=2.0, first=1)
@@ -579,7 +581,9 @@ async def test_a_caller_is_transcribed_live_and_the_tap_leaves_nothing_behind(
         queued = await hub.call_of("0912000041", "114", status="queued")
 
         async def heard() -> list[dict[str, Any]] | None:
-            rows = [t for t in await hub.store.transcripts(queued["id"]) if t["kind"] == "live"]
+            rows = [
+                t for t in await hub.store.transcripts.of_call(queued["id"]) if t["kind"] == "live"
+            ]
             return rows or None
 
         rows = await wait_until(heard, 30, "a live transcript")
@@ -644,14 +648,16 @@ async def test_out_of_hours_the_caller_leaves_a_message_for_a_call_back(hub: Hub
     assert (hub.pbx.spool_dir / call["recording_path"]).stat().st_size > 44
 
     async def item() -> dict[str, Any] | None:
-        found = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000012"]
+        found = [i for i in await hub.store.callbacks.items() if i["ani"] == "0912000012"]
         return found[0] if found else None
 
     cb = await wait_until(item, 5, "a call-back item with the message")
     assert cb["reason"] == "voicemail" and cb["recording_path"] == call["recording_path"]
     assert not cb["automatic"]  # 1022: a person listens and calls back
     # The message is transcribed, and the transcript kept with what made it.
-    (kept,) = await wait_until(lambda: hub.store.transcripts(call["id"]), 30, "a transcript")
+    (kept,) = await wait_until(
+        lambda: hub.store.transcripts.of_call(call["id"]), 30, "a transcript"
+    )
     assert kept["kind"] == "message" and kept["engine"] == "faster-whisper"
     assert kept["audio_path"] == call["recording_path"] and kept["duration_s"] > 5
 
@@ -667,14 +673,14 @@ async def test_a_spoken_message_reaches_the_call_back_item_as_text(hub: Hub) -> 
     )
     await hub.store.record("msg.1", Fact.RECORDED, recording_path=path)
     await hub.sb.transcripts.message("msg.1", path, "en")
-    (item,) = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000014"]
+    (item,) = [i for i in await hub.store.callbacks.items() if i["ani"] == "0912000014"]
     assert "fire" in (item["transcript"] or "").lower()
     # A fire reported on 1022: the item jumps the queue and is called back automatically.
     assert item["reason"] == "emergency" and item["priority"] == 10 and item["automatic"]
-    (kept,) = await hub.store.transcripts("msg.1")
+    (kept,) = await hub.store.transcripts.of_call("msg.1")
     assert kept["language"] == "en" and kept["segments"] and kept["error"] is None
     await hub.sb.transcripts.message("msg.1", "recording/ioc-msg/none.wav", "en")
-    missing = (await hub.store.transcripts("msg.1"))[-1]
+    missing = (await hub.store.transcripts.of_call("msg.1"))[-1]
     assert missing["text"] == "" and "no such file" in missing["error"]
 
 
@@ -700,7 +706,7 @@ async def test_overflow_from_the_queue_records_a_message_instead_of_a_busy_tone(
     call = await hub.call_of("0912000013", "1022", status="ended")
     assert call["outcome"] == "recorded" and call["queued_at"]
     assert (hub.pbx.spool_dir / call["recording_path"]).stat().st_size > 44
-    items = [i for i in await hub.store.list_callbacks() if i["ani"] == "0912000013"]
+    items = [i for i in await hub.store.callbacks.items() if i["ani"] == "0912000013"]
     assert [(i["reason"], i["recording_path"]) for i in items] == [
         ("voicemail", call["recording_path"])
     ]

@@ -91,7 +91,7 @@ async def test_live_transcript_events(settings: Settings) -> None:
     async with _core_seeing(settings, "call.transcript.") as (core, seen):
         store = _store(core)
         await _answered(store, "1700000000.2", "0912000222")
-        await store.add_partial(
+        await store.transcripts.partial(
             "1700000000.2", text="cháy ở chợ", start_s=1.0, end_s=2.0, engine="fake"
         )
         # Staff read what the tap hears through the calls API; the event names it only.
@@ -104,7 +104,7 @@ async def test_live_transcript_events(settings: Settings) -> None:
             text="cháy ở chợ Đồng Xoài", language="vi", engine="fake", model="m",
             duration_s=2.5, elapsed_s=0.2,
         )  # fmt: skip
-        kept = await store.add_transcript(
+        kept = await store.transcripts.add(
             "1700000000.2", kind="live", audio_path="call:1700000000.2#t=1.0,3.5",
             language="vi", transcript=said,
         )  # fmt: skip
@@ -119,7 +119,7 @@ async def test_live_transcript_events(settings: Settings) -> None:
             assert "0912000222" not in str(e.payload)
         assert seen[0].payload["start_s"] == 1.0 and seen[1].payload["kind"] == "live"
         assert all("cháy" not in str(e.payload) for e in seen), "no caller's words on the bus"
-        assert [t["kind"] for t in await store.transcripts("1700000000.2")] == ["live"]
+        assert [t["kind"] for t in await store.transcripts.of_call("1700000000.2")] == ["live"]
         call = await store.get_call("1700000000.2")
         assert call is not None and call["live"] is None, "the final replaced the partial"
 
@@ -136,7 +136,7 @@ async def test_defect_05_transcript_event_carries_no_text(
             duration_s=2.5, elapsed_s=0.2,
         )  # fmt: skip
         for kind in ("message", "ivr", "live"):
-            await store.add_transcript(
+            await store.transcripts.add(
                 "1700000000.5", kind=kind, audio_path="x.wav", language="vi", transcript=said
             )
         await wait_until(lambda: len(seen) >= 3 or None, what="three final events")
@@ -149,7 +149,7 @@ async def test_defect_05_transcript_event_carries_no_text(
     # The words are one authorised read away: the event names the transcript.
     store = _store(core)
     await _answered(store, "1700000000.6", "0912000666")
-    kept = await store.add_transcript(
+    kept = await store.transcripts.add(
         "1700000000.6", kind="ivr", audio_path="y.wav", language="vi", transcript=said
     )
     staff = auth(await make_token(core, "calltaker"))
@@ -167,22 +167,22 @@ async def test_defect_12_refused_call_backs_wait_for_a_person_with_the_reason(
     await _abandoned(store, "3.2", "114", "12#34*56")
     for n in range(3):
         await _abandoned(store, f"3.{3 + n}", "115", "0912000333")
-    items = {i["call_id"]: i for i in await store.list_callbacks()}
+    items = {i["call_id"]: i for i in await store.callbacks.items()}
     assert len(items) == 5 and all(i["automatic"] for i in items.values())
 
-    claimed = await store.due_callbacks()
+    claimed = await store.callbacks.due()
     assert len(claimed) == 2, "two automatic call-backs an hour to one number, no more"
-    dialled = {(await store.get_callback(i) or {})["ani"] for i in claimed}
+    dialled = {(await store.callbacks.get(i) or {})["ani"] for i in claimed}
     assert dialled == {"0912000333"}
-    assert await store.due_callbacks() == []  # and none later: the rest wait for a person
-    for item in await store.list_callbacks():
+    assert await store.callbacks.due() == []  # and none later: the rest wait for a person
+    for item in await store.callbacks.items():
         if item["id"] in claimed:
             continue
         # Never dropped: still open, no longer automatic, with the reason for the person.
         assert item["status"] == "pending" and not item["automatic"], item
         assert item["last_outcome"] == "refused" and item["attempts"] == 0
         assert "Không gọi lại tự động" in item["note"] and "Not called back" in item["note"]
-    notes = {i["ani"]: i["note"] for i in await store.list_callbacks()}
+    notes = {i["ani"]: i["note"] for i in await store.callbacks.items()}
     assert "danh sách số được phép" in notes["+12025550123"]
     assert "hợp lệ" in notes["12#34*56"]
 
@@ -277,22 +277,22 @@ async def test_call_back_items_and_their_actions(
     assert unknown.status == 422 and "priority" in (await unknown.json())["message"]
 
     # The automatic one: the dialler claims it; a missed attempt waits `spacing_s` (60 s).
-    (due,) = await store.due_callbacks()
-    assert (await store.get_callback(due) or {})["status"] == "calling"
-    await store.attempt_finished(due, "no_answer")
-    assert await store.due_callbacks() == []
-    pending = await store.get_callback(due)
+    (due,) = await store.callbacks.due()
+    assert (await store.callbacks.get(due) or {})["status"] == "calling"
+    await store.callbacks.attempt_finished(due, "no_answer")
+    assert await store.callbacks.due() == []
+    pending = await store.callbacks.get(due)
     assert pending is not None and pending["status"] == "pending" and pending["attempts"] == 1
     retry = await client.post(f"/api/v1/callbacks/{due}/retry", json={}, headers=staff)
     assert retry.status == 409  # pending: the dialler still owns it
     # Out of attempts: the item fails over to people, who may send it back to the dialler.
     last = _store(core, IOC_CALLBACK_FIRST_DELAY_S="0", IOC_CALLBACK_ATTEMPTS="1")
     await _abandoned(last, "2.3", "115", "0912000009")
-    (due,) = await last.due_callbacks()
-    assert (await last.attempt_finished(due, "busy") or {})["status"] == "failed"
+    (due,) = await last.callbacks.due()
+    assert (await last.callbacks.attempt_finished(due, "busy") or {})["status"] == "failed"
     retry = await client.post(f"/api/v1/callbacks/{due}/retry", json={}, headers=staff)
     assert retry.status == 200 and (await retry.json())["status"] == "pending"
-    assert await last.due_callbacks() == [due]
+    assert await last.callbacks.due() == [due]
 
 
 async def test_queues_and_agents(
@@ -351,7 +351,7 @@ async def test_a_message_reported_after_the_hang_up_joins_its_call_back(core: Co
     assert await store.record("agent-leg", Fact.HANGUP, hangup_cause="x") is None
     late = await store.record("5.1", Fact.RECORDED, recording_path="recording/ioc-msg/5.1.wav")
     assert late is not None and late.call["outcome"] == "recorded"
-    (item,) = [i for i in await store.list_callbacks() if i["ani"] == "0912000030"]
+    (item,) = [i for i in await store.callbacks.items() if i["ani"] == "0912000030"]
     assert item["reason"] == "voicemail" and item["recording_path"].endswith("5.1.wav")
 
 
@@ -371,7 +371,7 @@ async def test_facts_of_many_calls_commit_together_and_a_bad_one_sinks_only_itse
     calls = await store.list_calls(service="114", limit=100)
     assert len([c for c in calls if c["id"].startswith("6.")]) == 20
     assert all(c["outcome"] == "abandoned" for c in calls if c["id"].startswith("6."))
-    items = await store.list_callbacks(limit=100)
+    items = await store.callbacks.items(limit=100)
     assert len([i for i in items if i["ani"].startswith("09120001")]) == 20
 
 
@@ -386,4 +386,4 @@ async def test_a_caller_the_menu_served_is_not_abandoned(core: Core) -> None:
     await store.record(uid, Fact.HANGUP, hangup_cause="Normal Clearing")
     call = await store.get_call(uid)
     assert call is not None and (call["status"], call["outcome"]) == ("ended", "self_served")
-    assert not [i for i in await store.list_callbacks() if i["ani"] == "0912000099"]
+    assert not [i for i in await store.callbacks.items() if i["ani"] == "0912000099"]

@@ -189,7 +189,7 @@ async def _every_caller_kept(store: CallStore, anis: list[str]) -> None:
     async def everyone() -> dict[str, Any] | None:
         try:
             calls = await store.list_calls(service="114", limit=1000)
-            items = await store.list_callbacks(limit=1000)
+            items = await store.callbacks.items(limit=1000)
         except DBAPIError:  # the test's own pool lost its connections in the outage
             return None
         mine = [c for c in calls if c["ani"] in anis]
@@ -209,7 +209,7 @@ async def _every_caller_kept(store: CallStore, anis: list[str]) -> None:
         )
     except AssertionError:
         calls = await store.list_calls(service="114", limit=1000)
-        items = await store.list_callbacks(limit=1000)
+        items = await store.callbacks.items(limit=1000)
         kept = {c["ani"] for c in calls if c["status"] == "ended"} & {cb["ani"] for cb in items}
         lost = [a for a in anis if a not in kept]
         raise AssertionError(

@@ -86,7 +86,7 @@ async def test_defect_11_the_switchboard_survives_a_database_outage_and_says_so(
                 "updated_at = updated_at - interval '1 hour'"
             )
         )
-    (stale,) = await store.list_callbacks(status=["calling"])
+    (stale,) = await store.callbacks.items(status=["calling"])
 
     await database_accepts(name, up=False)
     try:
@@ -123,7 +123,7 @@ async def test_defect_11_the_switchboard_survives_a_database_outage_and_says_so(
             up = await wait_until(recovered, 60, "the switchboard caught up after the outage")
             assert up["ari"] == up["ami"] == "connected"
             assert up["last_error"], "the last error stays visible after recovery"
-            back = await store.get_callback(stale["id"])
+            back = await store.callbacks.get(stale["id"])
             assert back is not None and back["status"] == "pending"
     finally:
         await database_accepts(name, up=True)
