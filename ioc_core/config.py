@@ -145,6 +145,11 @@ def variable_reader(
     return read
 
 
+def listed(raw: str) -> tuple[str, ...]:
+    """A comma-separated variable's items, stripped, blanks dropped."""
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
 _FLAGS = {"1": True, "true": True, "yes": True, "on": True}
 _FLAGS |= {"0": False, "false": False, "no": False, "off": False}
 
@@ -255,8 +260,8 @@ class Settings:
         ):
             if g(name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
-        provinces = tuple(p.strip() for p in g("IOC_AREA_PROVINCES").split(",") if p.strip())
-        origins = tuple(o.strip() for o in g("IOC_SOCKET_ORIGINS").split(",") if o.strip())
+        provinces = listed(g("IOC_AREA_PROVINCES"))
+        origins = listed(g("IOC_SOCKET_ORIGINS"))
         for origin in origins:
             if "://" not in origin or origin.rstrip("/").count("/") > 2:
                 raise ConfigError(

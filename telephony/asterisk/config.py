@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from string import Template
 
-from ioc_core.config import ConfigError
+from ioc_core.config import ConfigError, listed
 from telephony.settings import variables
 
 SECRETS = "secrets.json"
@@ -82,8 +82,8 @@ class AsteriskSettings:
             record_calls=g("IOC_RECORD_CALLS"),
             ari_password=g("IOC_ARI_PASSWORD") or kept.get("ari_password", ""),
             ami_password=g("IOC_AMI_PASSWORD") or kept.get("ami_password", ""),
-            trunk_ips=_listed(g("IOC_ASTERISK_TRUNK_IPS")),
-            agents={a: kept.get(f"agent_{a}", "") for a in _listed(g("IOC_ASTERISK_AGENTS"))},
+            trunk_ips=listed(g("IOC_ASTERISK_TRUNK_IPS")),
+            agents={a: kept.get(f"agent_{a}", "") for a in listed(g("IOC_ASTERISK_AGENTS"))},
         )
 
     def placeholders(self) -> dict[str, str]:
@@ -112,7 +112,7 @@ def ensure_secrets(state_dir: Path, env: Mapping[str, str] | None = None) -> Pat
     never in the repository. Those already kept stay; returns the file."""
     secrets_file = state_dir / SECRETS
     kept: dict[str, str] = json.loads(secrets_file.read_text()) if secrets_file.exists() else {}
-    agents = _listed(variables(env)("IOC_ASTERISK_AGENTS"))
+    agents = listed(variables(env)("IOC_ASTERISK_AGENTS"))
     wanted = ("ari_password", "ami_password", *(f"agent_{a}" for a in agents))
     missing = [name for name in wanted if name not in kept]
     for name in missing:
@@ -128,11 +128,6 @@ def ensure_secrets(state_dir: Path, env: Mapping[str, str] | None = None) -> Pat
 
 def _private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
-
-
-def _listed(raw: str) -> tuple[str, ...]:
-    """A comma-separated variable's items, blanks dropped."""
-    return tuple(item.strip() for item in raw.split(",") if item.strip())
 
 
 def _agent(extension: str, password: str) -> str:
