@@ -85,6 +85,7 @@ class Reconciler:
         self._interval_s = interval_s
         self._settle = timedelta(seconds=settle_s)
         self._clock = clock
+        self._at: Cursor | None = None  # the cursor as last saved
 
     async def run(self) -> None:
         """At start, then every `interval_s`; a failing round is retried, never fatal."""
@@ -97,7 +98,8 @@ class Reconciler:
 
     async def once(self) -> int:
         """Read the records since the cursor and apply them; returns how many calls changed."""
-        cursor = await self._cursor()
+        # The stored cursor is read once; after that this reconciler is its only writer.
+        cursor = self._at = self._at or await self._cursor()
         lines, end = await asyncio.to_thread(read_new, self.path, cursor)
         if not lines and end == cursor:
             return 0
@@ -118,7 +120,9 @@ class Reconciler:
                 continue  # the live path has it (or an earlier round did)
             if await self._apply(merge(records)):
                 changed += 1
-        await self._save(done)
+        if done != cursor:  # a young record holding the whole read back moves nothing
+            await self._save(done)
+        self._at = done
         if changed:
             logger.info("reconciled %d call(s) from Asterisk's call records", changed)
         return changed
