@@ -32,6 +32,7 @@ tools:
 # The tests start their own Asterisk and Rasa instances; `prepare` builds the cached chroot
 # and prompts, and the Rasa env and model (Python 3.10 from pyenv or IOC_RASA_PYTHON).
 test: setup services tools
+	$(VENV)/bin/ioc setup front
 	$(VENV)/bin/ioc asterisk prepare
 	$(VENV)/bin/ioc setup models
 	$(VENV)/bin/ioc rasa prepare

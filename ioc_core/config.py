@@ -124,6 +124,13 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("IOC_TOKEN_CACHE_S", "30", "Seconds a verified API token is cached in memory.", int),
     Variable("IOC_LOG_LEVEL", "INFO", "Logging level."),
+    Variable(
+        "IOC_MAP_TILES",
+        "",
+        "Map tile URL for the staff screens ({z}/{x}/{y}; e.g. a tile server on the IOC's own "
+        "network). Unset: maps draw places on a plain grid, no tiles fetched from anywhere.",
+    ),
+    Variable("IOC_MAP_CENTER", "11.5349,106.8832", "Where the screens' maps open: lat,lon."),
 )
 
 
@@ -216,6 +223,8 @@ class Settings:
     bus_claim_idle_ms: int
     token_cache_s: int
     log_level: str
+    map_tiles: str = ""
+    map_center: tuple[float, float] = (11.5349, 106.8832)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -302,9 +311,27 @@ class Settings:
             bus_claim_idle_ms=g("IOC_BUS_CLAIM_IDLE_MS"),
             token_cache_s=g("IOC_TOKEN_CACHE_S"),
             log_level=g("IOC_LOG_LEVEL").upper(),
+            map_tiles=_tiles(g("IOC_MAP_TILES")),
+            map_center=_lat_lon(g("IOC_MAP_CENTER")),
         )
         values.update(overrides)
         return cls(**values)
 
     def base_url(self) -> str:
         return self.public_url or f"http://{self.http_host}:{self.http_port}"
+
+
+def _tiles(url: str) -> str:
+    if url and (not url.startswith(("http://", "https://")) or "{z}" not in url):
+        raise ConfigError(f"IOC_MAP_TILES={url!r} must be an http(s) URL with {{z}}, {{x}}, {{y}}")
+    return url
+
+
+def _lat_lon(value: str) -> tuple[float, float]:
+    try:
+        lat, lon = (float(x) for x in value.split(","))
+        if not (-90 <= lat <= 90 and -180 <= lon <= 180):
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"IOC_MAP_CENTER={value!r} must be lat,lon in degrees") from None
+    return lat, lon
