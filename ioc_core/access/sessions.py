@@ -143,7 +143,7 @@ class SessionVerifier:
         if found is None:
             self._cache.pop(sid, None)
             raise Unauthorized("not signed in", error_id="not-signed-in")
-        row, user = found.tuple()
+        row, user = found
         if row.revoked_at is not None or user.disabled_at is not None or now >= row.expires_at:
             self._cache.pop(sid, None)
             raise expired()
