@@ -142,7 +142,7 @@ async def test_accounts_from_the_command_line(
     assert (await run("user", "disable", "an")).returncode == 0
 
     async def ended() -> bool:
-        return (await browser.get("/auth/session")).status == 401
+        return bool((await browser.get("/auth/session")).status == 401)
 
     await wait_until(ended, within=CACHE_S + 3, what="the disabled user's session to end")
     assert await error_of(await browser.get("/auth/session"), 401) == "session-expired"
@@ -226,7 +226,7 @@ async def test_throttled_then_allowed_after_the_window(fast: Core, client: Any) 
     assert (await r.json())["details"]["retry_after_s"] == int(r.headers["Retry-After"])
 
     async def allowed() -> bool:
-        return (await login(client, "an")).status == 200
+        return bool((await login(client, "an")).status == 200)
 
     await wait_until(allowed, within=6, interval=0.25, what="the window to pass")
     # A success forgets the username's failures: three more are needed again.
@@ -285,7 +285,7 @@ async def test_expiry_logout_and_unknown_cookies(fast: Core, client: Any) -> Non
     assert (await short.get("/auth/session")).status == 200
 
     async def expired() -> bool:
-        return (await short.get("/api/v1/incidents")).status == 401
+        return bool((await short.get("/api/v1/incidents")).status == 401)
 
     await wait_until(expired, within=5, interval=0.2, what="the session to expire")
     assert await error_of(await short.get("/auth/session"), 401) == "session-expired"
