@@ -1,4 +1,4 @@
-"""`ioc` command line: run, db upgrade, token create, audit verify, catalogue load."""
+"""`ioc` command line: run, db upgrade, token create, user add, audit verify, catalogue load."""
 
 from __future__ import annotations
 
@@ -80,12 +80,20 @@ def _announce(settings: Settings) -> None:
         else "PostgreSQL"
     )
     bus = "Redis Streams" if settings.redis_url else "in-process"
+    from ioc_core.web.screens import dist_of
+
+    screens = "" if dist_of(settings) else f"  ({t('server.screens_not_built')})"
     lines = [
         f"{t('server.started')} / {t('server.started', 'en')}  (database: {db}; bus: {bus})",
+        f"  {t('server.front_door')} / Front door: {base}/{screens}",
+        f"  {t('server.console')} / Console: {base}/console/",
+        f"  {t('server.board')} / Board:   {base}/board/",
+        f"  {t('server.chat')} / Chat: {base}/chat",
         f"  {t('server.api')}:            {base}/api/v1/incidents",
         f"  {t('server.openapi')} / OpenAPI: {base}/api/v1/openapi.json",
         f"  {t('server.open311')}:   {base}/open311/v2/services.json",
         f"  {t('server.health')} / Health: {base}/health",
+        f"  {t('server.user_hint')}",
         f"  {t('server.token_hint')}",
     ]
     print("\n".join(lines), flush=True)
@@ -406,6 +414,10 @@ def parser() -> argparse.ArgumentParser:
     revoke = tok.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id")
     revoke.set_defaults(fn=cmd_token_revoke)
+
+    from ioc_core.access import cli as users
+
+    users.register(sub)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_cmd", required=True
