@@ -31,6 +31,8 @@ class Principal:
     token_id: str | None = None
     agency_code: str | None = None
     subject: str = ""  # citizen identity, e.g. "zalo:12345" or a portal account
+    extension: str | None = None  # a staff user's own agent phone (staff accounts)
+    session: bool = False  # True when it came from a signed-in staff session (not a token)
 
     @property
     def is_staff(self) -> bool:

@@ -30,12 +30,20 @@ class Caller:
     role: str
     name: str
     is_staff: bool
+    extension: str | None = None  # the staff user's own agent phone, if they have one
+    session: bool = False  # a signed-in browser (staff session), not a token
 
 
 async def require_staff(request: web.Request) -> Caller:
     """Call-takers, supervisors, leaders and admins; others get 401/403 with the reason."""
     p = await principal_of(request)
-    who = Caller(role=p.role.value, name=p.name, is_staff=p.is_staff)
+    who = Caller(
+        role=p.role.value,
+        name=p.name,
+        is_staff=p.is_staff,
+        extension=p.extension,
+        session=p.session,
+    )
     if who.role == "public":
         raise Unauthorized("this needs a staff token", error_id="token-required")
     if not who.is_staff:
