@@ -121,6 +121,11 @@ class AsteriskSettings:
     def placeholders(self) -> dict[str, str]:
         blank = [n for n in ("ari_password", "ami_password") if not getattr(self, n)]
         blank += [f"agent {a}" for a, pw in self.all_agents().items() if not pw]
+        if both := sorted(set(self.agents) & set(self.browser_agents)):
+            raise ConfigError(
+                f"extensions {both} are in both IOC_ASTERISK_AGENTS and "
+                "IOC_ASTERISK_BROWSER_AGENTS: a desk phone or a browser, not both"
+            )
         if blank:
             # Never an Asterisk that takes an empty password.
             raise ConfigError(

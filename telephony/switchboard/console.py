@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from telephony.ami.client import AmiClient, AmiError
 from telephony.ari.client import AriClient, AriError
+from telephony.dialplan_vars import CALL, ROOM, SERVICE, SPY, SPY_MODE
 from telephony.i18n import t
 
 logger = logging.getLogger(__name__)
@@ -92,7 +93,7 @@ class ConsoleCalls:
             endpoint=f"PJSIP/{supervisor}",
             context="ioc-monitor",
             caller_id=f"{t('phone.monitor', 'vi', ext=agent)} <{agent}>",
-            variables={"IOC_SPY": agent, "IOC_SPY_MODE": SPY_OPTIONS[mode]},
+            variables={SPY: agent, SPY_MODE: SPY_OPTIONS[mode]},
             kind="monitor",
         )
 
@@ -111,7 +112,7 @@ class ConsoleCalls:
                 raise ConsoleError("call-not-connected", f"{caller} is not bridged")
             room = "ioc-" + re.sub(r"[^0-9A-Za-z-]", "-", str(call["id"]))
             for channel in (caller, agent_channel):
-                await self._ami.action("Setvar", Channel=channel, Variable="IOC_ROOM", Value=room)
+                await self._ami.action("Setvar", Channel=channel, Variable=ROOM, Value=room)
             # Both leave the queue's bridge together and meet again in the room.
             await self._ami.action(
                 "Redirect",
@@ -131,7 +132,9 @@ class ConsoleCalls:
             endpoint=f"Local/{target}@agents",
             context="ioc-conference",
             caller_id=f"{service} <{service}>" if service else "",
-            variables={"IOC_ROOM": room, "__IOC_CALL": str(call["id"]), "__IOC_SERVICE": service},
+            # Inherited (__) by the Local channel's dialling half: the target's phone gets
+            # X-IOC-Call too, so their console shows the same call.
+            variables={ROOM: room, f"__{CALL}": str(call["id"]), f"__{SERVICE}": service},
             kind="conference",
         )
         return room
@@ -148,6 +151,6 @@ class ConsoleCalls:
             context="agents",
             extension=number,
             caller_id=f"{t('phone.callback', 'vi', number=number)} <{number}>",
-            variables={"IOC_SERVICE": service, "IOC_CALLBACK": str(item["id"])},
+            variables={SERVICE: service},
             kind="dial",
         )

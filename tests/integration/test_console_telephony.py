@@ -189,9 +189,9 @@ async def test_the_agents_ringing_leg_names_the_call_and_its_service(
         trunk = channel(pbx, "PJSIP/trunk-")
         assert trunk is not None
         # The calls API knows a call by its caller channel's UNIQUEID (AMI's Uniqueid).
-        assert ringing.invite.header("X-IOC-Call") == trunk["uid"]
-        assert ringing.invite.header("X-IOC-Service") == "115"
-        assert user_of(ringing.invite.header("From")) == "0912000101"
+        assert ringing.header("X-IOC-Call") == trunk["uid"]
+        assert ringing.header("X-IOC-Service") == "115"
+        assert user_of(ringing.header("From")) == "0912000101"
     finally:
         pbx.cli("queue remove member PJSIP/1001 from emergency-115")
         call.stop()
@@ -219,11 +219,11 @@ async def test_a_blind_transfer_connects_the_caller_to_another_agent(
     first, second = phones["1001"], phones["1002"]
     call, dialog = await _answered_queue_call(pbx, asterisk, first, tmp_path, "0912000102")
     try:
-        call_id = dialog.invite.header("X-IOC-Call")
+        call_id = dialog.header("X-IOC-Call")
         assert await first.refer(dialog, "1002") == 202
         target = await second.ringing()
-        assert user_of(target.invite.header("From")) == "0912000102"  # the caller, not 1001
-        assert target.invite.header("X-IOC-Call") == call_id, "the console pops the same call"
+        assert user_of(target.header("From")) == "0912000102"  # the caller, not 1001
+        assert target.header("X-IOC-Call") == call_id, "the console pops the same call"
         await second.answer(target)
         # The final NOTIFY says the target answered; the transferor then hangs up (JsSIP does).
         await wait_until(lambda: any("200 OK" in n.body for n in dialog.notifies), 5, "NOTIFY")
@@ -350,7 +350,7 @@ async def _connected_call(
     call = await caller(asterisk, folder, "114", ani).start()
     dialog = await phone.ringing(15)
     await phone.answer(dialog)
-    call_id = dialog.invite.header("X-IOC-Call")
+    call_id = dialog.header("X-IOC-Call")
 
     async def connected() -> dict[str, Any] | None:
         answer = await hub.get(f"/api/v1/calls/{call_id}", headers=as_(AGENT_1001))
@@ -414,7 +414,7 @@ async def test_a_three_way_call_puts_caller_agent_and_target_in_one_conference(
         assert answer.status == 200, await answer.text()
         room = (await answer.json())["room"]
         third = await phones["1003"].ringing()
-        assert third.invite.header("X-IOC-Call") == found["id"]
+        assert third.header("X-IOC-Call") == found["id"]
         await phones["1003"].answer(third)
 
         def members() -> list[str]:
@@ -483,7 +483,7 @@ async def test_a_call_back_rings_the_agents_phone_then_the_citizen(
         body = await dial.json()
         assert body["status"] == "claimed" and body["assigned_to"] == "le.thi.cuc"
         ringing = await phones["1001"].ringing()
-        assert user_of(ringing.invite.header("From")) == "0912000303"  # whom it is about to call
+        assert user_of(ringing.header("From")) == "0912000303"  # whom it is about to call
         await phones["1001"].answer(ringing)
         invite = await wait_until(lambda: invite_seen(tmp_path), 10, "the trunk's INVITE")
         assert invite.startswith("INVITE sip:0912000303@")

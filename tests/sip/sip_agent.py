@@ -94,6 +94,10 @@ class Dialog:
     notifies: list[Message] = field(default_factory=list)
     acked: asyncio.Event = field(default_factory=asyncio.Event)
 
+    def header(self, name: str) -> str:
+        """A header of the INVITE that opened the dialog ("" for calls this phone placed)."""
+        return self.invite.header(name) if self.invite is not None else ""
+
     @property
     def local_tag(self) -> str:
         return _tag(self.local)
