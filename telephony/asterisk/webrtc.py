@@ -76,21 +76,15 @@ def ensure_certificates(state_dir: Path, *, names: Sequence[str] = ()) -> Path:
 
 
 def _alt_name(name: str) -> str:
+    """A subjectAltName entry: IP:... for an address (none for 0.0.0.0 / ::), else DNS:..."""
     name = name.strip()
-    if not name or ipaddress.ip_address(name if _is_ip(name) else "127.0.0.1").is_unspecified:
+    if not name:
         return ""
     try:
-        return f"IP:{ipaddress.ip_address(name)}"
+        address = ipaddress.ip_address(name)
     except ValueError:
         return f"DNS:{name}"
-
-
-def _is_ip(name: str) -> bool:
-    try:
-        ipaddress.ip_address(name)
-    except ValueError:
-        return False
-    return True
+    return "" if address.is_unspecified else f"IP:{address}"
 
 
 def _self_signed(keys: Path, kind: str, subject: str, days: int, extra: list[str]) -> None:
