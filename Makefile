@@ -9,7 +9,7 @@ REQ_HASH := $(shell cat requirements.txt requirements-dev.txt pyproject.toml | s
 STAMP := $(VENV)/.installed-$(REQ_HASH)
 PYTEST_ARGS ?=
 
-.PHONY: run test setup services tools lint bench bench-switchboard bench-speech bench-nlu bench-bots clean
+.PHONY: run test setup services tools lint bench bench-switchboard bench-speech bench-nlu bench-bots bench-live clean
 
 $(STAMP):
 	scripts/bootstrap-venv.sh "$(PYTHON)" "$(VENV)" "$(STAMP)"
@@ -64,6 +64,10 @@ bench-nlu: setup
 # PostgreSQL and SQLite, against a bare webhook (about 3 minutes).
 bench-bots: setup services
 	$(VENV)/bin/python -m bench.bots $(BENCH_ARGS)
+
+# The staff screens' live feed: 50 feed clients + a frozen one at 200 events/s (about 1.5 minutes).
+bench-live: setup services
+	$(VENV)/bin/python -m bench.live_feed $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

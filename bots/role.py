@@ -74,6 +74,7 @@ def build_bots(
         uploads=core.settings.data_dir / "bots" / "uploads",
         ttl_s=settings.session_ttl_s,
         on_queued=lambda: holder[0].wake() if holder else None,
+        on_event=core.relay.notify,
     )
     engine = make_engine(nlu, min_confidence=min_confidence)
     categories: list[dict[str, object]] = []

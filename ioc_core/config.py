@@ -143,6 +143,18 @@ VARIABLES: tuple[Variable, ...] = (
         "Map tile URL for the staff screens ({z}/{x}/{y}; e.g. a tile server on the IOC's own "
         "network). Unset: maps draw places on a plain grid, no tiles fetched from anywhere.",
     ),
+    Variable(
+        "IOC_LIVE_BUFFER",
+        "5000",
+        "Events a worker keeps for screens resuming their live feed after a reconnect.",
+        int,
+    ),
+    Variable(
+        "IOC_LIVE_QUEUE",
+        "256",
+        "Events waiting for one screen; a screen further behind is told to reload instead.",
+        int,
+    ),
     Variable("IOC_MAP_CENTER", "11.5349,106.8832", "Where the screens' maps open: lat,lon."),
 )
 
@@ -239,6 +251,8 @@ class Settings:
     login_max_failures: int
     login_window_s: int
     log_level: str
+    live_buffer: int = 5000
+    live_queue: int = 256
     map_tiles: str = ""
     map_center: tuple[float, float] = (11.5349, 106.8832)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -332,6 +346,8 @@ class Settings:
             login_max_failures=g("IOC_LOGIN_MAX_FAILURES"),
             login_window_s=g("IOC_LOGIN_WINDOW_S"),
             log_level=g("IOC_LOG_LEVEL").upper(),
+            live_buffer=g("IOC_LIVE_BUFFER"),
+            live_queue=g("IOC_LIVE_QUEUE"),
             map_tiles=_tiles(g("IOC_MAP_TILES")),
             map_center=_lat_lon(g("IOC_MAP_CENTER")),
         )

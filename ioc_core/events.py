@@ -30,6 +30,10 @@ CALLBACK_UPDATED: Final = "callback.updated"
 AGENT_STATE_CHANGED: Final = "agent.state_changed"
 CALL_TRANSCRIPT_FINAL: Final = "call.transcript.final"
 CALL_TRANSCRIPT_PARTIAL: Final = "call.transcript.partial"
+# A citizen's chat handed to a person (CH-7): the work item's facts, never the name or text.
+CHAT_HANDOFF_OPENED: Final = "chat.handoff_opened"
+CHAT_HANDOFF_UPDATED: Final = "chat.handoff_updated"
+_HANDOFF_KEYS: Final = frozenset({"handoff_id", "channel", "status", "urgent", "agent"})
 _CALL_KEYS: Final = frozenset({"call_id", "service", "direction", "status", "queue", "agent"})
 
 # name -> (version, keys every payload has). Tests check the services against this table.
@@ -77,6 +81,8 @@ SCHEMAS: Final[dict[str, tuple[int, frozenset[str]]]] = {
     CALLBACK_CREATED: (1, frozenset({"callback_id", "call_id", "service", "reason", "automatic"})),
     CALLBACK_UPDATED: (1, frozenset({"callback_id", "call_id", "status", "attempts", "outcome"})),
     AGENT_STATE_CHANGED: (1, frozenset({"agent", "state", "previous", "reason"})),
+    CHAT_HANDOFF_OPENED: (1, _HANDOFF_KEYS),
+    CHAT_HANDOFF_UPDATED: (1, _HANDOFF_KEYS),
     # A fact that a transcript was kept, never its words (events carry no reporter content):
     # staff read the text through the calls API (`GET /api/v1/calls/{call_id}`).
     CALL_TRANSCRIPT_FINAL: (2, frozenset({"call_id", "kind", "transcript_id", "engine", "model"})),

@@ -77,3 +77,37 @@ def report(**over: Any) -> dict[str, Any]:
     }
     body.update(over)
     return body
+
+
+async def stalled_websocket(
+    host: str, port: int, path: str, headers: dict[str, str]
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client that opens the connection and then never reads: a tiny receive
+    buffer, so the server soon meets real TCP backpressure (what a frozen browser tab does)."""
+    import base64
+    import os
+    import socket
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, (host, port))
+    reader, writer = await asyncio.open_connection(sock=sock)
+    key = base64.b64encode(os.urandom(16)).decode()
+    lines = [
+        f"GET {path} HTTP/1.1",
+        f"Host: {host}:{port}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {key}",
+        "Sec-WebSocket-Version: 13",
+        *(f"{k}: {v}" for k, v in headers.items()),
+    ]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    await writer.drain()
+    status = await reader.readline()
+    if b" 101 " not in status:
+        raise AssertionError(f"no WebSocket upgrade: {status!r}")
+    while (await reader.readline()) not in (b"\r\n", b""):
+        pass
+    return reader, writer

@@ -18,7 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bots.messages import Conversation, Inbound, Reply
 from bots.store.models import Chat, ChatReport, Handoff, Outgoing, Seen, Subscription
+from ioc_core import events as ev
+from ioc_core.bus import Event
 from ioc_core.db import transaction, utcnow
+from ioc_core.outbox import add_events
 
 SEEN_KEEP = timedelta(days=2)  # clouds redeliver within hours (Telegram keeps 24 h)
 HISTORY = 20  # messages kept in a hand-off item before the agent joins, and after
@@ -35,6 +38,21 @@ def refused_by_database(exc: BaseException) -> bool:
     # asyncpg's errors reach SQLAlchemy as a plain DBAPIError carrying the SQLSTATE.
     sqlstate = str(getattr(exc.orig, "sqlstate", "") or "")
     return sqlstate.startswith("22") or isinstance(exc.orig, UnicodeError)
+
+
+def _handoff_event(name: str, item: Handoff) -> Event:
+    """A hand-off's facts for the staff screens: never the citizen's name or words."""
+    return Event(
+        name=name,
+        payload={
+            "handoff_id": item.id,
+            "channel": item.channel,
+            "status": item.status,
+            "urgent": bool(item.urgent),
+            "agent": item.agent or "",
+        },
+        correlation_id=f"chat:{item.channel}:{item.chat_id}",
+    )
 
 
 @dataclass(frozen=True)
@@ -61,11 +79,13 @@ class BotStore:
         uploads: Path,
         ttl_s: int = 1800,
         on_queued: Any = None,
+        on_event: Any = None,
     ) -> None:
         self.sessions = sessions
         self.uploads = uploads
         self.ttl_s = ttl_s
         self._on_queued = on_queued or (lambda: None)
+        self._on_event = on_event or (lambda: None)  # wakes the core's outbox relay
 
     # ------------------------------------------------------------------ turns
 
@@ -130,9 +150,13 @@ class BotStore:
             )
             s.add(Seen(channel=msg.channel, message_id=msg.message_id, at=now))
             self._queue(s, msg.channel, msg.chat_id, replies, now=now)
-            if conv.flow == "handoff" and replies:
-                await self._log_handoff(s, msg, [{"from": "bot", "text": r.text} for r in replies])
+            logged = conv.flow == "handoff" and bool(replies)
+            if logged:
+                bot = [{"from": "bot", "text": r.text} for r in replies]
+                logged = await self._log_handoff(s, msg, bot)
         self._on_queued()
+        if logged:
+            self._on_event()
 
     def _queue(
         self,
@@ -331,7 +355,14 @@ class BotStore:
                 )
                 s.add(item)
                 await s.flush()
-            return item.id
+                add_events(s, [_handoff_event(ev.CHAT_HANDOFF_OPENED, item)])
+                opened = True
+            else:
+                opened = False
+            item_id = item.id
+        if opened:
+            self._on_event()
+        return item_id
 
     async def _open_item(self, s: AsyncSession, channel: str, chat_id: str) -> Handoff | None:
         row: Handoff | None = (
@@ -348,11 +379,13 @@ class BotStore:
     async def _log_handoff(
         self, s: AsyncSession, msg: Inbound, lines: list[dict[str, Any]]
     ) -> bool:
+        """Lines onto the chat's open work item (and a fact for the screens, without them)."""
         item = await self._open_item(s, msg.channel, msg.chat_id)
         if item is None:
             return False
         now = utcnow().isoformat()
         item.messages = [*item.messages, *({**line, "at": now} for line in lines)][-HISTORY * 5 :]
+        add_events(s, [_handoff_event(ev.CHAT_HANDOFF_UPDATED, item)])
         return True
 
     async def relay_to_agent(self, msg: Inbound) -> bool:
@@ -362,7 +395,10 @@ class BotStore:
             "location": f"[vị trí / location] {msg.lat}, {msg.lon}",
         }.get(msg.kind, "")
         async with transaction(self.sessions) as s:
-            return await self._log_handoff(s, msg, [{"from": "citizen", "text": text}])
+            logged = await self._log_handoff(s, msg, [{"from": "citizen", "text": text}])
+        if logged:
+            self._on_event()
+        return logged
 
     async def handoffs(self, status: Sequence[str] = ("waiting", "active")) -> list[Handoff]:
         async with self.sessions() as s:
@@ -404,9 +440,11 @@ class BotStore:
             if text:
                 item.messages = [*item.messages, entry]
             self._queue(s, item.channel, item.chat_id, replies, now=now, kind="agent")
+            add_events(s, [_handoff_event(ev.CHAT_HANDOFF_UPDATED, item)])
             await s.flush()
             s.expunge(item)
         self._on_queued()
+        self._on_event()
         return item
 
     # ------------------------------------------------------------------ outgoing

@@ -53,6 +53,8 @@ class Event:
 
 
 Handler = Callable[[Event], Awaitable[None]]
+# A broadcast tap's listener: (cursor, event), called in publish order; must not block.
+Watcher = Callable[[str, Event], None]
 
 
 class Bus(Protocol):
@@ -76,6 +78,12 @@ class Bus(Protocol):
     async def unsubscribe(self, group: str) -> None:
         """Stop delivering to `group` in this process (a role whose lifetime ends before the
         bus's); a Redis group keeps its place in the stream for the next subscriber."""
+
+    def watch(self, listener: Watcher) -> None:
+        """Hand every event published from now on, in order, to `listener` with its cursor,
+        in every process (a broadcast tap for live screens: not a consumer group, nothing is
+        acknowledged, nothing retried). Redis: the cursor is the stream entry id, the same in
+        every process; in process: `<epoch>-<n>`, unknown after a restart."""
 
     async def health(self) -> Mapping[str, Any]: ...
 

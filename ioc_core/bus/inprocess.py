@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ioc_core.bus.base import Event, Handler, error_text, retry_delay
+from ioc_core.bus.base import Event, Handler, Watcher, error_text, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,11 @@ class InProcessBus:
         self._owed: dict[str, int] = {}
         self._failed: set[str] = set()
         self._listeners: list[Callable[[str], None]] = []
+        self._watchers: list[Watcher] = []
+        # Cursors of this process's events: a new epoch per bus, so a cursor from before a
+        # restart is never mistaken for one of now.
+        self._epoch = uuid.uuid4().hex[:8]
+        self._seq = 0
 
     def on_handled(self, listener: Callable[[str], None]) -> None:
         """Call `listener(event_id)` once every group an event was queued to handled it."""
@@ -102,6 +108,7 @@ class InProcessBus:
         if self._closed:
             raise RuntimeError("bus is closed")
         for event in events:
+            self._tap(event)
             groups = [
                 grp for grp in self._groups.values() if grp.names is None or event.name in grp.names
             ]
@@ -113,6 +120,18 @@ class InProcessBus:
             for grp in groups:
                 grp.unfinished += 1
                 grp.queue.put_nowait(event)
+
+    def watch(self, listener: Watcher) -> None:
+        self._watchers.append(listener)
+
+    def _tap(self, event: Event) -> None:
+        self._seq += 1
+        cursor = f"{self._epoch}-{self._seq}"
+        for listener in self._watchers:
+            try:
+                listener(cursor, event)
+            except Exception:  # a broken screen feed never stops the bus
+                logger.exception("bus: watcher failed on %s", event.name)
 
     # The explicit timeout is the point: tests must fail fast rather than hang.
     async def wait_idle(self, timeout: float = 5.0) -> None:  # noqa: ASYNC109

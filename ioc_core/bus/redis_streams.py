@@ -23,7 +23,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ioc_core.bus.base import Event, Handler, error_text, retry_delay
+from ioc_core.bus.base import Event, Handler, Watcher, error_text, retry_delay
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ class RedisStreamsBus:
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), 3),
         )
         self._groups: dict[str, _StreamGroup] = {}
+        self._watchers: list[Watcher] = []
+        self._tail_task: asyncio.Task[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._started = False
@@ -155,12 +157,63 @@ class RedisStreamsBus:
             await asyncio.gather(grp.task, return_exceptions=True)
             self._tasks.remove(grp.task)
 
+    def watch(self, listener: Watcher) -> None:
+        if self._closed:
+            raise RuntimeError("bus is closed")
+        self._watchers.append(listener)
+        if self._started:
+            self._start_tail()
+
+    def _start_tail(self) -> None:
+        if self._tail_task is None and self._watchers:
+            self._tail_task = asyncio.create_task(self._tail(), name="bus:tail")
+            self._tasks.append(self._tail_task)
+
+    async def _tail(self) -> None:
+        """The watchers' plain XREAD (no group, nothing acknowledged) from where the stream
+        was when the tap started. After a Redis outage it goes on from the last entry it
+        handed out, so the watchers miss nothing the stream still holds."""
+        last = "$"
+        while not self._stopping.is_set():
+            try:
+                if last == "$":
+                    # Pin the starting point now: "$" again after an error would skip what
+                    # was published while Redis was away.
+                    last = await self._last_id()
+                reply = await self._client.xread(
+                    {self.stream: last}, count=500, block=self._block_ms
+                )
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                logger.warning("bus: live tap cannot read %s: %s", self.stream, exc)
+                await self._pause(self._retry_backoff_s)
+                continue
+            for entry_id, fields in _stream_entries(reply):
+                last = entry_id
+                try:
+                    event = Event.from_json(fields["event"])
+                except (KeyError, ValueError) as exc:
+                    logger.warning("bus: live tap skips malformed entry %s: %s", entry_id, exc)
+                    continue
+                for listener in self._watchers:
+                    try:
+                        listener(entry_id, event)
+                    except Exception:  # a broken screen feed never stops the tap
+                        logger.exception("bus: watcher failed on %s", event.name)
+
+    async def _last_id(self) -> str:
+        try:
+            info = await self._client.xinfo_stream(self.stream)
+        except ResponseError:
+            return "0-0"  # no stream yet: everything that comes is new
+        return str(info["last-generated-id"])
+
     async def start(self) -> None:
         if self._started:
             return
         if self._closed:
             raise RuntimeError("bus is closed")
         self._started = True
+        self._start_tail()
         for grp in self._groups.values():
             # Creating the group here fails fast on a bad URL at boot; if Redis is merely
             # down, the loop keeps trying instead of taking the process down with it.

@@ -5,6 +5,7 @@ bot sends."""
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -169,11 +170,12 @@ async def test_handoff_to_a_call_taker(
     hub: TestClient[Any, Any], cloud: TelegramCloud, core: Core
 ) -> None:
     chat = 5003
+    token = await make_token(core, "calltaker", name="Lan")
+    auth = {"Authorization": f"Bearer {token}"}
+    feed = await hub.ws_connect("/api/v1/live", headers=auth)  # what the console follows
     out = await say(hub, cloud, chat, U.text(chat, "cho tôi nói chuyện với tổng đài viên"))
     assert "tổng đài viên" in out
     await say_nothing(hub, U.text(chat, "tôi cần hỏi về hồ sơ đất đai"))
-    token = await make_token(core, "calltaker", name="Lan")
-    auth = {"Authorization": f"Bearer {token}"}
     r = await hub.get("/api/v1/chats/handoffs", headers=auth)
     items = (await r.json())["items"]
     item = next(i for i in items if i["chat_id"] == str(chat))
@@ -194,6 +196,17 @@ async def test_handoff_to_a_call_taker(
     r = await hub.post(f"/api/v1/chats/handoffs/{item['id']}/close", headers=auth)
     assert (await r.json())["status"] == "closed"
     await cloud.wait_texts(chat, before + 3)
+    # The console heard each step at once, and never the citizen's words or name.
+    seen: list[tuple[str, str]] = []
+    while ("chat.handoff_updated", "closed") not in seen:
+        msg = json.loads((await feed.receive(timeout=5)).data)
+        if msg["type"] == "event" and msg["event"]["name"].startswith("chat.handoff_"):
+            assert msg["event"]["payload"]["handoff_id"] == item["id"]
+            assert "hồ sơ" not in json.dumps(msg, ensure_ascii=False)
+            seen.append((msg["event"]["name"], msg["event"]["payload"]["status"]))
+    assert seen[0] == ("chat.handoff_opened", "waiting")
+    assert ("chat.handoff_updated", "active") in seen
+    await feed.close()
     # The conversation is free again: the next message is understood, not relayed.
     out = await say(hub, cloud, chat, U.text(chat, "xin chào"))
     assert "Xin chào" in out

@@ -37,9 +37,9 @@ export class LiveFeed {
       } catch {
         return;
       }
+      this.delay = 500;
+      this.onStatus("live");
       if (data.type === "hello") {
-        this.delay = 500;
-        this.onStatus("live");
         if (first) {
           // First contact: the feed is open before the state is read, so nothing falls
           // between the two.
@@ -58,7 +58,8 @@ export class LiveFeed {
     ws.onclose = (ev) => {
       this.ws = null;
       if (this.closed) return;
-      this.onStatus(ev.code === 4401 || ev.code === 1008 ? "signed-out" : "down");
+      // 4401: the sign-in ended while the feed was open (ioc_core/web/live.py).
+      this.onStatus(ev.code === 4401 ? "signed-out" : "down");
       setTimeout(() => this._connect(), this.delay);
       this.delay = Math.min(this.delay * 2, 5000);
     };
