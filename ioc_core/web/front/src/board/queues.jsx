@@ -1,0 +1,101 @@
+// The queue tiles: what is waiting now and how today went, per queue, each figure against its
+// threshold (tone colour plus a word).
+import { formatDuration, t } from "../lib/i18n.js";
+import { abandonTone, levelTone, longestWait, serviceLevel, waitTone } from "./figures.js";
+
+function Tone({ tone, id }) {
+  return (
+    <span class={`tone ${tone}`} data-testid={id} data-tone={tone}>
+      {t(`board.tone.${tone}`)}
+    </span>
+  );
+}
+
+function percent(ratio) {
+  return ratio == null ? "–" : `${Math.round(ratio * 100)} %`;
+}
+
+function Level({ q, seconds }) {
+  const sl = serviceLevel(q, seconds);
+  const tone = levelTone(sl.ratio, seconds);
+  const id = `queue-${q.queue}-answered-${seconds}`;
+  return (
+    <div class={`cell ${tone}`}>
+      <span class="cap">{t("board.queues.within", { seconds })}</span>
+      <span class="num" data-testid={id} data-count={sl.within} data-answered={sl.answered} data-percent={sl.ratio == null ? "" : Math.round(sl.ratio * 100)}>
+        {percent(sl.ratio)}
+      </span>
+      <span class="sub">
+        {t("board.queues.of_answered", { within: sl.within, answered: sl.answered })} · <Tone tone={tone} id={`${id}-tone`} />
+      </span>
+    </div>
+  );
+}
+
+export function QueueTile({ q, waiting, now }) {
+  const longest = q.waiting ? longestWait(waiting, now) : 0;
+  const wt = q.waiting ? waitTone(longest, q.queue) : "ok";
+  const at = abandonTone(q);
+  const id = `queue-${q.queue}`;
+  return (
+    <section class={`tile ${wt}`} data-testid={id} aria-label={t(`board.queue_names.${q.queue}`)}>
+      <h2>
+        {t(`board.queue_names.${q.queue}`)}
+        <span class="muted"> · {t("board.queues.agents_ready", { n: (q.agents && q.agents.available) || 0 })}</span>
+      </h2>
+      <div class="cells">
+        <div class={`cell big ${q.waiting ? wt : "ok"}`}>
+          <span class="cap">{t("board.queues.waiting")}</span>
+          <span class="num" data-testid={`${id}-waiting`}>{q.waiting}</span>
+        </div>
+        <div class={`cell big ${wt}`}>
+          <span class="cap">{t("board.queues.longest_wait")}</span>
+          <span class="num" data-testid={`${id}-longest-wait`} data-seconds={Math.floor(longest)}>
+            {formatDuration(longest)}
+          </span>
+          <span class="sub"><Tone tone={wt} id={`${id}-wait-tone`} /></span>
+        </div>
+        <div class={`cell ${at}`}>
+          <span class="cap">{t("board.queues.abandoned")}</span>
+          <span class="num" data-testid={`${id}-abandoned`}>{q.abandoned}</span>
+          <span class="sub">
+            {t("board.queues.answered", { n: q.answered })} · <Tone tone={at} id={`${id}-abandoned-tone`} />
+          </span>
+        </div>
+        <Level q={q} seconds={15} />
+        <Level q={q} seconds={20} />
+        <div class="cell">
+          <span class="cap" title={t("board.queues.asa_long")}>{t("board.queues.asa")}</span>
+          <span class="num" data-testid={`${id}-asa`}>{q.asa_s == null ? "–" : formatDuration(q.asa_s)}</span>
+        </div>
+      </div>
+    </section>
+  );
+}
+
+export function HandoffTile({ handoffs, error }) {
+  const items = (handoffs && handoffs.items) || [];
+  const waiting = items.filter((h) => h.status === "waiting");
+  const urgent = waiting.filter((h) => h.urgent).length;
+  const tone = urgent ? "bad" : waiting.length ? "warn" : "ok";
+  return (
+    <section class={`tile small ${tone}`} data-testid="handoffs">
+      <h2>{t("board.handoffs.title")}</h2>
+      {error ? (
+        <p class="muted">{t("board.unavailable")}</p>
+      ) : (
+        <div class="cells">
+          <div class={`cell big ${tone}`}>
+            <span class="cap">{t("board.handoffs.waiting")}</span>
+            <span class="num" data-testid="handoffs-waiting">{waiting.length}</span>
+            <span class="sub">{t("board.handoffs.urgent", { n: urgent })}</span>
+          </div>
+          <div class="cell">
+            <span class="cap">{t("board.handoffs.active")}</span>
+            <span class="num" data-testid="handoffs-active">{items.filter((h) => h.status === "active").length}</span>
+          </div>
+        </div>
+      )}
+    </section>
+  );
+}
