@@ -7,6 +7,7 @@ import { formatDuration, t } from "../lib/i18n.js";
 
 export const PAUSE_REASONS = ["break", "meal", "meeting", "training", "paperwork", "other"];
 const MONITOR = ["listen", "whisper", "barge"];
+const MONITORS = new Set(["supervisor", "admin"]);
 const PAUSABLE = new Set(["available", "busy", "ringing", "wrap_up", "unreachable"]);
 
 // A code we know shows translated; anything else (a reason typed at a desk phone) as it is.
@@ -91,7 +92,13 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
             </button>
           ))}
         {agent.state === "paused" ? (
-          <button type="button" disabled={busy} data-testid={`agent-${ext}-unpause`} onClick={() => act("unpause", undefined, "")}>
+          <button
+            type="button"
+            disabled={busy}
+            title={t("board.agents.unpause_help")}
+            data-testid={`agent-${ext}-unpause`}
+            onClick={() => act("unpause", undefined, "")}
+          >
             {t("board.agents.unpause")}
           </button>
         ) : pausing ? (
@@ -131,13 +138,18 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
 }
 
 export function AgentsPanel({ agents, callOf, now, session, onChanged, error }) {
-  const canMonitor = Boolean(session.user.extension);
-  const rows = [...(agents || [])].sort((a, b) => a.extension.localeCompare(b.extension, "en", { numeric: true }));
+  // The hub lets supervisors and admins (not leaders) monitor, from their own phone.
+  const canMonitor = Boolean(session.user.extension) && MONITORS.has(session.user.role);
+  // Signed-out agents last: the wall shows who is working first.
+  const out = (a) => (a.state === "logged_out" ? 1 : 0);
+  const rows = [...(agents || [])].sort(
+    (a, b) => out(a) - out(b) || a.extension.localeCompare(b.extension, "en", { numeric: true }),
+  );
   return (
     <section class="panel" data-testid="agents" aria-labelledby="agents-h">
       <h2 id="agents-h">{t("board.agents.title")}</h2>
       {error && <p class="error small">{t("board.unavailable")}</p>}
-      {!canMonitor && <p class="muted small" data-testid="monitor-needs-extension">{t("board.monitor.needs_extension")}</p>}
+      {!canMonitor && MONITORS.has(session.user.role) && <p class="muted small" data-testid="monitor-needs-extension">{t("board.monitor.needs_extension")}</p>}
       {rows.length === 0 ? (
         <p class="muted">{t("board.agents.none")}</p>
       ) : (

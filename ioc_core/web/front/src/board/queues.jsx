@@ -4,6 +4,8 @@ import { formatDuration, t } from "../lib/i18n.js";
 import { abandonTone, levelTone, longestWait, serviceLevel, waitTone } from "./figures.js";
 
 function Tone({ tone, id }) {
+  // "No calls yet" needs no pill: the figure itself is a dash.
+  if (tone === "idle") return null;
   return (
     <span class={`tone ${tone}`} data-testid={id} data-tone={tone}>
       {t(`board.tone.${tone}`)}
@@ -20,14 +22,19 @@ function Level({ q, seconds }) {
   const tone = levelTone(sl.ratio, seconds);
   const id = `queue-${q.queue}-answered-${seconds}`;
   return (
-    <div class={`cell ${tone}`}>
+    <div class={`cell ${tone}`} title={t("board.queues.within_long", { seconds })}>
       <span class="cap">{t("board.queues.within", { seconds })}</span>
-      <span class="num" data-testid={id} data-count={sl.within} data-answered={sl.answered} data-percent={sl.ratio == null ? "" : Math.round(sl.ratio * 100)}>
+      <span
+        class="num"
+        data-testid={id}
+        data-count={sl.within}
+        data-answered={sl.answered}
+        data-percent={sl.ratio == null ? "" : Math.round(sl.ratio * 100)}
+      >
         {percent(sl.ratio)}
       </span>
-      <span class="sub">
-        {t("board.queues.of_answered", { within: sl.within, answered: sl.answered })} · <Tone tone={tone} id={`${id}-tone`} />
-      </span>
+      <span class="sub">{t("board.queues.of_answered", { within: sl.within, answered: sl.answered })}</span>
+      <Tone tone={tone} id={`${id}-tone`} />
     </div>
   );
 }
@@ -37,12 +44,15 @@ export function QueueTile({ q, waiting, now }) {
   const wt = q.waiting ? waitTone(longest, q.queue) : "ok";
   const at = abandonTone(q);
   const id = `queue-${q.queue}`;
+  const name = t(`board.queue_names.${q.queue}`);
   return (
-    <section class={`tile ${wt}`} data-testid={id} aria-label={t(`board.queue_names.${q.queue}`)}>
-      <h2>
-        {t(`board.queue_names.${q.queue}`)}
-        <span class="muted"> · {t("board.queues.agents_ready", { n: (q.agents && q.agents.available) || 0 })}</span>
-      </h2>
+    <section class={`tile ${wt}`} data-testid={id} aria-label={name}>
+      <header>
+        <h2>{name}</h2>
+        <span class="ready" data-testid={`${id}-ready`}>
+          {t("board.queues.agents_ready", { n: (q.agents && q.agents.available) || 0 })}
+        </span>
+      </header>
       <div class="cells">
         <div class={`cell big ${q.waiting ? wt : "ok"}`}>
           <span class="cap">{t("board.queues.waiting")}</span>
@@ -53,19 +63,18 @@ export function QueueTile({ q, waiting, now }) {
           <span class="num" data-testid={`${id}-longest-wait`} data-seconds={Math.floor(longest)}>
             {formatDuration(longest)}
           </span>
-          <span class="sub"><Tone tone={wt} id={`${id}-wait-tone`} /></span>
-        </div>
-        <div class={`cell ${at}`}>
-          <span class="cap">{t("board.queues.abandoned")}</span>
-          <span class="num" data-testid={`${id}-abandoned`}>{q.abandoned}</span>
-          <span class="sub">
-            {t("board.queues.answered", { n: q.answered })} · <Tone tone={at} id={`${id}-abandoned-tone`} />
-          </span>
+          <Tone tone={wt} id={`${id}-wait-tone`} />
         </div>
         <Level q={q} seconds={15} />
         <Level q={q} seconds={20} />
-        <div class="cell">
-          <span class="cap" title={t("board.queues.asa_long")}>{t("board.queues.asa")}</span>
+        <div class={`cell ${at}`}>
+          <span class="cap">{t("board.queues.abandoned")}</span>
+          <span class="num" data-testid={`${id}-abandoned`}>{q.abandoned}</span>
+          <span class="sub">{t("board.queues.answered", { n: q.answered })}</span>
+          <Tone tone={at} id={`${id}-abandoned-tone`} />
+        </div>
+        <div class="cell" title={t("board.queues.asa_long")}>
+          <span class="cap">{t("board.queues.asa")}</span>
           <span class="num" data-testid={`${id}-asa`}>{q.asa_s == null ? "–" : formatDuration(q.asa_s)}</span>
         </div>
       </div>
@@ -80,7 +89,9 @@ export function HandoffTile({ handoffs, error }) {
   const tone = urgent ? "bad" : waiting.length ? "warn" : "ok";
   return (
     <section class={`tile small ${tone}`} data-testid="handoffs">
-      <h2>{t("board.handoffs.title")}</h2>
+      <header>
+        <h2>{t("board.handoffs.title")}</h2>
+      </header>
       {error ? (
         <p class="muted">{t("board.unavailable")}</p>
       ) : (
