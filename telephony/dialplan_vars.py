@@ -12,5 +12,10 @@ STASIS_APP: Final = "ioc"  # the one Stasis application
 # The CDR variable (Set(CDR(...))) naming a citizen's call's hotline number in Asterisk's own
 # call records (cdr_custom.conf); only inbound hotline calls carry it (ADR 0018).
 CDR_SERVICE: Final = "ioc_service"
+# The console's telephony (telephony/switchboard/console.py, extensions.conf):
+CALL: Final = "IOC_CALL"  # the call's id in the calls API (X-IOC-Call on the agent's leg)
+ROOM: Final = "IOC_ROOM"  # the ConfBridge room of a three-way call ([ioc-conference])
+SPY: Final = "IOC_SPY"  # the agent a supervisor listens to ([ioc-monitor])
+SPY_MODE: Final = "IOC_SPY_MODE"  # ChanSpy's options: q, qw or qB
 
-ALL: Final = (SERVICE, LANGUAGE, QUEUE_PRIO, CDR_SERVICE)
+ALL: Final = (SERVICE, LANGUAGE, QUEUE_PRIO, CDR_SERVICE, CALL, ROOM, SPY, SPY_MODE)

@@ -206,9 +206,12 @@ def _config(base: str, token: str | None, max_examples: int) -> SchemathesisConf
             "request-timeout": 20,
             "operations": [
                 {
-                    # The agents' actions go through the switchboard, which this hub does not
-                    # run: their documented answer is 503 switchboard-down (checked below).
-                    "include-path-regex": "^/api/v1/agents/",
+                    # The agents' actions, three-way calls and call-back dialling go through
+                    # the switchboard, which this hub does not run: their documented answer
+                    # is 503 switchboard-down (checked below).
+                    "include-path-regex": (
+                        "^/api/v1/(agents/|calls/[^/]+/conference|callbacks/[^/]+/dial)"
+                    ),
                     "include-method": "POST",
                     "checks": {
                         "not_a_server_error": {"expected-statuses": ["2XX", "3XX", "4XX", "503"]}

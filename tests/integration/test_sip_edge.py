@@ -384,12 +384,12 @@ async def test_websocket_without_the_sip_subprotocol_is_refused(edge: Edge) -> N
 
 
 def add_webrtc_agent(edge: Edge, extension: str, password: str) -> None:
-    """An agent on pjsip.conf's [webrtc-agent] template, set up as on one machine (loopback
-    media), added to the running configuration and loaded with a res_pjsip reload."""
+    """An agent on pjsip.conf's [webrtc-agent] template (loopback media by default,
+    IOC_ASTERISK_BROWSER_LOCAL), added to the running configuration and loaded with a
+    res_pjsip reload."""
     with open(edge.proc.etc_dir / "pjsip.conf", "a") as conf:
         conf.write(
             f"\n[{extension}](webrtc-agent)\nauth = {extension}\naors = {extension}\n"
-            f"media_address = 127.0.0.1\nbind_rtp_to_media_address = yes\n"
             f"\n[{extension}]\ntype = auth\nauth_type = userpass\n"
             f"username = {extension}\npassword = {password}\n"
             f"\n[{extension}]\ntype = aor\nmax_contacts = 1\nremove_existing = yes\n"

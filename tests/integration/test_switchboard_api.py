@@ -313,7 +313,11 @@ async def test_queues_and_agents(
 
     agents = await (await client.get("/api/v1/agents", headers=staff)).json()
     assert agents["items"] == []
-    down = await client.post("/api/v1/agents/1001/login", json={}, headers=staff)
+    # A call-taker acts on their own extension only (a token has none); a supervisor on any.
+    mine = await client.post("/api/v1/agents/1001/login", json={}, headers=staff)
+    assert mine.status == 403 and (await mine.json())["error_id"] == "not-your-extension"
+    supervisor = auth(await make_token(core, "supervisor"))
+    down = await client.post("/api/v1/agents/1001/login", json={}, headers=supervisor)
     assert down.status == 503 and (await down.json())["error_id"] == "switchboard-down"
     assert (await client.post("/api/v1/agents/1001/login", json={})).status == 401
 

@@ -32,15 +32,17 @@ def test_i12_05_reading_the_asterisk_settings_writes_nothing(tmp_path: Path) -> 
 
 
 def test_i12_05_the_secrets_are_made_once_and_private(tmp_path: Path) -> None:
-    env = {"IOC_ASTERISK_AGENTS": "2001,2002"}
+    env = {"IOC_ASTERISK_AGENTS": "2001,2002", "IOC_ASTERISK_BROWSER_AGENTS": "2901"}
     path = ensure_secrets(tmp_path, env)
     assert path.stat().st_mode & 0o777 == 0o600
     first = json.loads(path.read_text())
-    assert set(first) == {"ari_password", "ami_password", "agent_2001", "agent_2002"}
-    ensure_secrets(tmp_path, {"IOC_ASTERISK_AGENTS": "2001,2002,2003"})
+    assert set(first) == {
+        "ari_password", "ami_password", "agent_2001", "agent_2002", "agent_2901"
+    }  # fmt: skip
+    ensure_secrets(tmp_path, {**env, "IOC_ASTERISK_AGENTS": "2001,2002,2003"})
     again = json.loads(path.read_text())
     assert {k: again[k] for k in first} == first, "kept passwords never change"
-    assert again["agent_2003"] and len(again) == 5
+    assert again["agent_2003"] and len(again) == 6
     settings = AsteriskSettings.from_env(tmp_path, {**env, "IOC_AMI_PASSWORD": "given"})
     assert settings.ari_password == first["ari_password"] and settings.ami_password == "given"
     assert settings.agents == {"2001": first["agent_2001"], "2002": first["agent_2002"]}
