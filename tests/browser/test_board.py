@@ -61,7 +61,7 @@ async def test_the_board_follows_a_114_caller_and_an_agent_live(
     front_built: Path, browser: Any, tmp_path: Path
 ) -> None:
     async with running_hub(tmp_path, switchboard=True) as hub:
-        await asyncio.to_thread(hub.add_user, "gs", "supervisor")
+        await asyncio.to_thread(hub.add_user, "gs", "supervisor", extension="1002")
         page = await new_page(browser, hub)
         await sign_in(page, "gs", at="/login?next=/board/")
         await page.wait_for_url("**/board/")
@@ -74,18 +74,24 @@ async def test_the_board_follows_a_114_caller_and_an_agent_live(
 
         # An agent's desk phone registers and the agent is logged in through the API, then
         # paused from the board with a reason: the grid shows each state with its word.
+        # The supervisor's own desk phone (1002) rings for listen / whisper / barge.
         secrets = json.loads((hub.data_dir / "asterisk" / "secrets.json").read_text())
-        phone = AgentPhone(
-            extension="1001", password=secrets["agent_1001"], rtp_range=(40000, 40999)
-        )
-        await phone.astart()
+        phones = [
+            AgentPhone(extension=ext, password=secrets[f"agent_{ext}"], rtp_range=rtp)
+            for ext, rtp in (("1001", (40000, 40499)), ("1002", (40500, 40999)))
+        ]
+        for phone in phones:
+            await phone.astart()
         try:
-            await _board_with_agent(page, phone, tmp_path)
+            await _board_with_agent(page, *phones, tmp_path)
         finally:
-            await phone.astop()
+            for phone in phones:
+                await phone.astop()
 
 
-async def _board_with_agent(page: Any, phone: AgentPhone, tmp: Path) -> None:
+async def _board_with_agent(
+    page: Any, phone: AgentPhone, supervisor: AgentPhone, tmp: Path
+) -> None:
     abandoned = page.get_by_test_id("queue-emergency-114-abandoned")
     abandoned_before = int(await abandoned.inner_text())
     resp = await page.request.post(
@@ -101,9 +107,8 @@ async def _board_with_agent(page: Any, phone: AgentPhone, tmp: Path) -> None:
     await expect(state).to_have_attribute("data-state", "paused")
     await expect(state).to_have_text("Tạm dừng")
     await expect(page.get_by_test_id("agent-1001-reason")).to_have_text("Họp")
-    # The supervisor has no extension: no listen/whisper/barge, and the board says why.
-    await expect(page.get_by_test_id("monitor-needs-extension")).to_be_visible()
-    await expect(page.get_by_test_id("agent-1001-listen")).to_have_count(0)
+    # No call: nothing to listen to yet.
+    await expect(page.get_by_test_id("agent-1001-listen")).to_be_disabled()
 
     # A caller dials 114 and waits (nobody is ready), then hangs up.
     caller = await Caller(service="114", ani=ANI, hold_ms=10_000, folder=tmp).start()
@@ -153,11 +158,16 @@ async def _board_with_agent(page: Any, phone: AgentPhone, tmp: Path) -> None:
     # Unpause from the board; the next 114 caller reaches the agent: busy, with the call.
     await page.get_by_test_id("agent-1001-unpause").click()
     await expect(state).to_have_attribute("data-state", "available")
-    second = await Caller(service="114", ani="0912345679", hold_ms=5_000, folder=tmp).start()
+    second = await Caller(service="114", ani="0912345679", hold_ms=9_000, folder=tmp).start()
     try:
         await phone.wait_for_call(state="answered", timeout_s=20)
         await expect(state).to_have_attribute("data-state", "busy", timeout=WITHIN_S * 1000)
         await expect(page.get_by_test_id("agent-1001-call")).to_contain_text("114")
+        # Listen from the board: the supervisor's phone rings, answered it spies on 1001.
+        await page.get_by_test_id("agent-1001-listen").click()
+        spy = await supervisor.wait_for_call(state="answered", timeout_s=10)
+        assert spy is not None
+        await expect(page.get_by_test_id("agent-1001-error")).to_have_count(0)
         assert await second.done() == 0
     finally:
         second.stop()
@@ -180,3 +190,11 @@ async def test_a_calltaker_is_refused_the_board_and_a_visitor_is_sent_to_sign_in
         "Tài khoản của bạn không được dùng màn hình này."
     )
     await expect(page.get_by_test_id(WAITING)).to_have_count(0)
+
+    # A supervisor with no extension sees the board, and why there is no listen/whisper/barge.
+    await asyncio.to_thread(hub.add_user, "gs2", "supervisor")
+    boss = await new_page(browser, hub)
+    await sign_in(boss, "gs2", at="/login?next=/board/")
+    await boss.wait_for_url("**/board/")
+    await expect(boss.get_by_test_id(WAITING)).to_have_text("0")
+    await expect(boss.get_by_test_id("monitor-needs-extension")).to_be_visible()
