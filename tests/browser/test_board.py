@@ -38,6 +38,21 @@ async def _calls(page: Any, status: str) -> list[dict[str, Any]]:
     return [c for c in (await resp.json())["items"] if c["ani"] == ANI]
 
 
+async def _report_fire(page: Any) -> dict[str, Any]:
+    resp = await page.request.post(
+        "/api/v1/incidents",
+        headers={"X-CSRF-Token": await _csrf(page)},
+        data={
+            "category": "chay_no",
+            "description": "Cháy kho hàng, khói nhiều",
+            "channel": "phone",
+            "location": {"lat": 11.54, "lon": 106.89, "address": "Đồng Xoài"},
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    return dict(await resp.json())
+
+
 async def _follows(page: Any, text: str, status: str) -> float:
     """Seconds from the calls API saying `status` to the waiting figure showing `text`
     (negative: the page was first)."""
@@ -63,6 +78,8 @@ async def test_the_board_follows_a_114_caller_and_an_agent_live(
     async with running_hub(tmp_path, switchboard=True) as hub:
         await asyncio.to_thread(hub.add_user, "gs", "supervisor", extension="1002")
         page = await new_page(browser, hub)
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
         await sign_in(page, "gs", at="/login?next=/board/")
         await page.wait_for_url("**/board/")
         await expect(page.get_by_test_id(WAITING)).to_have_text("0")
@@ -87,6 +104,7 @@ async def test_the_board_follows_a_114_caller_and_an_agent_live(
         finally:
             for phone in phones:
                 await phone.astop()
+        assert errors == [], errors
 
 
 async def _board_with_agent(
@@ -101,7 +119,9 @@ async def _board_with_agent(
     state = page.get_by_test_id("agent-1001-state")
     await expect(state).to_have_attribute("data-state", "available")
     await expect(state).to_have_text("Sẵn sàng")
-    await page.get_by_test_id("agent-1001-pause").click()
+    await page.get_by_test_id("agent-1001-pause").focus()
+    await page.keyboard.press("Enter")  # keyboard: the reason picker takes the focus
+    await expect(page.get_by_test_id("agent-1001-pause-reason")).to_be_focused()
     await page.get_by_test_id("agent-1001-pause-reason").select_option("meeting")
     await page.get_by_test_id("agent-1001-pause-confirm").click()
     await expect(state).to_have_attribute("data-state", "paused")
@@ -109,6 +129,8 @@ async def _board_with_agent(
     await expect(page.get_by_test_id("agent-1001-reason")).to_have_text("Họp")
     # No call: nothing to listen to yet.
     await expect(page.get_by_test_id("agent-1001-listen")).to_be_disabled()
+
+    await _report_fire(page)  # today's map shows it (and the README's picture)
 
     # A caller dials 114 and waits (nobody is ready), then hangs up.
     caller = await Caller(service="114", ani=ANI, hold_ms=10_000, folder=tmp).start()
@@ -198,3 +220,17 @@ async def test_a_calltaker_is_refused_the_board_and_a_visitor_is_sent_to_sign_in
     await boss.wait_for_url("**/board/")
     await expect(boss.get_by_test_id(WAITING)).to_have_text("0")
     await expect(boss.get_by_test_id("monitor-needs-extension")).to_be_visible()
+
+    # An immediate incident reported today with no agency yet: on the map, in the list, and
+    # an alarm until acknowledged.
+    incident = await _report_fire(boss)
+    assert (incident["track"], incident["agency"]) == ("immediate", None), incident
+    code = incident["code"]
+    await expect(boss.get_by_test_id(f"incident-{code}")).to_contain_text("chưa giao cơ quan")
+    await expect(boss.get_by_test_id("incidents-map")).to_have_attribute("data-markers", "1")
+    alarm = boss.get_by_test_id(f"alarm-incident-{code}")
+    await expect(alarm).to_have_attribute("data-active", "true")
+    await expect(alarm).to_contain_text(code)
+    await boss.get_by_test_id(f"alarm-incident-{code}-ack").click()
+    await expect(alarm).to_have_count(0)
+    await expect(boss.get_by_test_id("alarms-none")).to_be_visible()

@@ -1,7 +1,7 @@
 // The agents grid: state (badge with its word), the call and how long, the pause reason; and
 // what a supervisor does about an agent: listen / whisper / barge (their own phone rings,
 // then ChanSpy), pause with a reason, unpause.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../lib/api.js";
 import { formatDuration, t } from "../lib/i18n.js";
 
@@ -34,6 +34,10 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
   const [done, setDone] = useState("");
   const [pausing, setPausing] = useState(false);
   const [reason, setReason] = useState(PAUSE_REASONS[0]);
+  const picker = useRef(null);
+  useEffect(() => {
+    if (pausing && picker.current) picker.current.focus(); // keyboard users land in the form
+  }, [pausing]);
 
   const act = async (path, body, doneText) => {
     setBusy(true);
@@ -52,9 +56,10 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
   };
 
   const onCall = call && call.status === "connected";
+  const out = agent.state === "logged_out";
   const callSeconds = call ? since(call.answered_at || call.queued_at, now) : null;
   return (
-    <tr data-testid={`agent-${ext}`}>
+    <tr data-testid={`agent-${ext}`} class={out ? "out" : ""}>
       <td>
         <strong>{ext}</strong>
         {agent.name && <div class="muted small">{agent.name}</div>}
@@ -63,7 +68,9 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
         <span class={`badge ${agent.state}`} data-testid={`agent-${ext}-state`} data-state={agent.state}>
           {t(`board.agent_state.${agent.state}`)}
         </span>
-        <div class="muted small" data-testid={`agent-${ext}-since`}>{formatDuration(since(agent.state_since, now))}</div>
+        {!out && (
+          <div class="muted small" data-testid={`agent-${ext}-since`}>{formatDuration(since(agent.state_since, now))}</div>
+        )}
       </td>
       <td data-testid={`agent-${ext}-call`}>
         {call ? (
@@ -78,6 +85,7 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
       <td data-testid={`agent-${ext}-reason`}>{agent.state === "paused" ? reasonText(agent.pause_reason) : ""}</td>
       <td class="actions">
         {canMonitor &&
+          !out &&
           MONITOR.map((mode) => (
             <button
               type="button"
@@ -111,7 +119,7 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
             onKeyDown={(e) => e.key === "Escape" && setPausing(false)}
           >
             <label class="sr" for={`reason-${ext}`}>{t("board.agents.reason")}</label>
-            <select id={`reason-${ext}`} data-testid={`agent-${ext}-pause-reason`} value={reason} onChange={(e) => setReason(e.currentTarget.value)} autofocus>
+            <select id={`reason-${ext}`} data-testid={`agent-${ext}-pause-reason`} value={reason} onChange={(e) => setReason(e.currentTarget.value)} ref={picker}>
               {PAUSE_REASONS.map((r) => (
                 <option value={r} key={r}>{reasonText(r)}</option>
               ))}
@@ -119,7 +127,7 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
             <button type="submit" disabled={busy} data-testid={`agent-${ext}-pause-confirm`}>{t("board.agents.pause")}</button>
             <button type="button" class="ghost" onClick={() => setPausing(false)}>{t("board.cancel")}</button>
           </form>
-        ) : (
+        ) : out ? null : (
           <button
             type="button"
             class="ghost"
@@ -159,7 +167,7 @@ export function AgentsPanel({ agents, callOf, now, session, onChanged, error }) 
               <th>{t("board.agents.extension")}</th>
               <th>{t("board.agents.state")}</th>
               <th>{t("board.agents.call")}</th>
-              <th>{t("board.agents.reason")}</th>
+              <th title={t("board.agents.reason_long")}>{t("board.agents.reason")}</th>
               <th>{t("board.agents.actions")}</th>
             </tr>
           </thead>

@@ -1,6 +1,6 @@
 // Abandoned calls and other call-backs still owed to citizens, with what a supervisor does:
 // claim, retry (back to the automatic dialler), complete with a note, cancel with a note.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../lib/api.js";
 import { formatDuration, formatTime, t } from "../lib/i18n.js";
 import { THRESHOLDS } from "./figures.js";
@@ -23,6 +23,10 @@ function CallbackRow({ cb, now, onChanged }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
   const id = `callback-${cb.id}`;
+  const noteBox = useRef(null);
+  useEffect(() => {
+    if (asking && noteBox.current) noteBox.current.focus(); // keyboard users land in the note
+  }, [asking]);
   const emergency = rank(cb) === 0;
 
   const act = async (action) => {
@@ -94,7 +98,7 @@ function CallbackRow({ cb, now, onChanged }) {
             placeholder={t(asking === "cancel" ? "board.callbacks.note_cancel" : "board.callbacks.note_complete")}
             value={note}
             onInput={(e) => setNote(e.currentTarget.value)}
-            autofocus
+            ref={noteBox}
           />
           <button type="submit" disabled={busy} data-testid={`${id}-confirm`}>
             {t(`board.callbacks.confirm_${asking}`)}

@@ -41,12 +41,12 @@ function Level({ q, seconds }) {
 
 export function QueueTile({ q, waiting, now }) {
   const longest = q.waiting ? longestWait(waiting, now) : 0;
-  const wt = q.waiting ? waitTone(longest, q.queue) : "ok";
+  const wt = q.waiting ? waitTone(longest, q.queue) : "idle";
   const at = abandonTone(q);
   const id = `queue-${q.queue}`;
   const name = t(`board.queue_names.${q.queue}`);
   return (
-    <section class={`tile ${wt}`} data-testid={id} aria-label={name}>
+    <section class={`tile ${wt === "idle" ? "ok" : wt}`} data-testid={id} aria-label={name}>
       <header>
         <h2>{name}</h2>
         <span class="ready" data-testid={`${id}-ready`}>
@@ -54,7 +54,7 @@ export function QueueTile({ q, waiting, now }) {
         </span>
       </header>
       <div class="cells">
-        <div class={`cell big ${q.waiting ? wt : "ok"}`}>
+        <div class={`cell big ${wt}`}>
           <span class="cap">{t("board.queues.waiting")}</span>
           <span class="num" data-testid={`${id}-waiting`}>{q.waiting}</span>
         </div>
