@@ -100,7 +100,7 @@ async def test_the_board_follows_a_114_caller_and_an_agent_live(
         for phone in phones:
             await phone.astart()
         try:
-            await _board_with_agent(page, *phones, tmp_path)
+            await _board_with_agent(page, phones[0], phones[1], tmp_path)
         finally:
             for phone in phones:
                 await phone.astop()
