@@ -27,7 +27,7 @@ function errorText(err) {
   return known && known !== `board.errors.${err.errorId}` ? known : t("board.errors.other", { message: err.message });
 }
 
-function AgentRow({ agent, call, now, canMonitor, onChanged }) {
+function AgentRow({ agent, call, now, canMonitor, canAct, onChanged }) {
   const ext = agent.extension;
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState("");
@@ -99,7 +99,7 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
               {t(`board.monitor.${mode}`)}
             </button>
           ))}
-        {agent.state === "paused" ? (
+        {!canAct ? null : agent.state === "paused" ? (
           <button
             type="button"
             disabled={busy}
@@ -148,6 +148,8 @@ function AgentRow({ agent, call, now, canMonitor, onChanged }) {
 export function AgentsPanel({ agents, callOf, now, session, onChanged, error }) {
   // The hub lets supervisors and admins (not leaders) monitor, from their own phone.
   const canMonitor = Boolean(session.user.extension) && MONITORS.has(session.user.role);
+  // Pausing someone else is a supervisor's (or admin's) act; a leader watches.
+  const canAct = MONITORS.has(session.user.role);
   // Signed-out agents last: the wall shows who is working first.
   const out = (a) => (a.state === "logged_out" ? 1 : 0);
   const rows = [...(agents || [])].sort(
@@ -173,7 +175,7 @@ export function AgentsPanel({ agents, callOf, now, session, onChanged, error }) 
           </thead>
           <tbody>
             {rows.map((a) => (
-              <AgentRow key={a.extension} agent={a} call={callOf[a.extension]} now={now} canMonitor={canMonitor} onChanged={onChanged} />
+              <AgentRow key={a.extension} agent={a} call={callOf[a.extension]} now={now} canMonitor={canMonitor} canAct={canAct} onChanged={onChanged} />
             ))}
           </tbody>
         </table>
