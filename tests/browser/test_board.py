@@ -38,7 +38,7 @@ async def _calls(page: Any, status: str) -> list[dict[str, Any]]:
     return [c for c in (await resp.json())["items"] if c["ani"] == ANI]
 
 
-async def _report_fire(page: Any) -> dict[str, Any]:
+async def _report_fire(page: Any, lat: float = 11.54, lon: float = 106.89) -> dict[str, Any]:
     resp = await page.request.post(
         "/api/v1/incidents",
         headers={"X-CSRF-Token": await _csrf(page)},
@@ -46,7 +46,7 @@ async def _report_fire(page: Any) -> dict[str, Any]:
             "category": "chay_no",
             "description": "Cháy kho hàng, khói nhiều",
             "channel": "phone",
-            "location": {"lat": 11.54, "lon": 106.89, "address": "Đồng Xoài"},
+            "location": {"lat": lat, "lon": lon, "address": "Đồng Xoài"},
         },
     )
     assert resp.status == 201, await resp.text()
@@ -234,3 +234,41 @@ async def test_a_calltaker_is_refused_the_board_and_a_visitor_is_sent_to_sign_in
     await boss.get_by_test_id(f"alarm-incident-{code}-ack").click()
     await expect(alarm).to_have_count(0)
     await expect(boss.get_by_test_id("alarms-none")).to_be_visible()
+
+
+async def test_the_board_reloads_what_a_feed_event_names_and_everything_on_resync(
+    hub: HubProcess, browser: Any
+) -> None:
+    """The board's side of the feed contract (design: hello / event / resync frames), with the
+    feed played by the test through Playwright's WebSocket routing: an event reloads its
+    resource at once (the safety-net poll is 15 s while the feed is live), a resync reloads
+    everything, and the banner is shown only while the feed is down."""
+    sockets: list[Any] = []
+    page = await new_page(browser, hub)
+
+    def opened(ws: Any) -> None:
+        sockets.append(ws)
+        ws.send(json.dumps({"type": "hello", "cursor": "1-0"}))
+
+    await page.route_web_socket(re.compile(r"/api/v1/live"), opened)
+    await asyncio.to_thread(hub.add_user, "gs", "supervisor")
+    await sign_in(page, "gs", at="/login?next=/board/")
+    await page.wait_for_url("**/board/")
+    await expect(page.get_by_test_id("live-status")).to_have_attribute("data-status", "live")
+    await expect(page.get_by_test_id("connection-banner")).to_have_count(0)
+    await expect(page.get_by_test_id("incidents-count")).to_have_text("0")
+    await page.wait_for_timeout(300)  # the first reloads (hello) are done
+
+    incident = await _report_fire(page)
+    event = {"name": "incident.created", "payload": {"code": incident["code"]}}
+    sockets[-1].send(json.dumps({"type": "event", "cursor": "1-1", "event": event}))
+    await expect(page.get_by_test_id(f"incident-{incident['code']}")).to_be_visible(timeout=1000)
+
+    second = await _report_fire(page, 11.62, 106.97)  # elsewhere: not merged as a duplicate
+    sockets[-1].send(json.dumps({"type": "resync", "cursor": "1-2"}))
+    await expect(page.get_by_test_id(f"incident-{second['code']}")).to_be_visible(timeout=1000)
+
+    await sockets[-1].close()  # the feed drops: banner, then the client reconnects by itself
+    await expect(page.get_by_test_id("connection-banner")).to_be_visible()
+    await wait_until(lambda: len(sockets) >= 2, 10, "the feed client to reconnect")
+    await expect(page.get_by_test_id("connection-banner")).to_have_count(0)

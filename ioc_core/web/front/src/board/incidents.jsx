@@ -5,7 +5,8 @@ import { incidentTone } from "./figures.js";
 
 export function IncidentsPanel({ incidents, error }) {
   const config = useMapConfig();
-  const items = incidents || [];
+  // A duplicate merged into another and an abandoned draft are not incidents of their own.
+  const items = (incidents || []).filter((i) => i.state !== "merged" && i.state !== "cancelled");
   const places = items
     .filter((i) => i.location && i.location.lat != null && i.location.lon != null)
     .map((i) => ({ id: i.code, lat: i.location.lat, lon: i.location.lon, label: i.code, tone: incidentTone(i) }));
