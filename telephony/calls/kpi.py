@@ -3,6 +3,10 @@
 Service level within T seconds = calls answered within T of joining the queue, over the calls
 that left the queue (answered or abandoned) — abandoned calls count against it however soon
 they hung up: for emergency lines a short abandon is still a citizen who gave up.
+
+The counts behind it travel too (`answered_within`), so a screen may also show Asterisk's
+plain SL (answered within T over answered) and label which one it shows; ASA is the queue
+wait of answered calls over answered (no IVR time, no ringing before the queue).
 """
 
 from __future__ import annotations
@@ -46,13 +50,11 @@ def queue_stats(
         answered = [c for c in rows if c.answered_at is not None]
         abandoned = [c for c in rows if c.outcome == Outcome.ABANDONED and c.answered_at is None]
         left = len(answered) + len(abandoned)
-        levels = {}
+        waits = [wait_seconds(c.queued_at, c.answered_at) for c in answered if c.answered_at]
+        levels, within_t = {}, {}
         for t in thresholds:
-            within = sum(
-                1
-                for c in answered
-                if c.answered_at and wait_seconds(c.queued_at, c.answered_at) <= t
-            )
+            within = sum(1 for w in waits if w <= t)
+            within_t[f"{t}s"] = within
             levels[f"{t}s"] = round(within / left, 4) if left else None
         states: dict[str, int] = {}
         for a in agent_list:
@@ -68,6 +70,8 @@ def queue_stats(
                 "answered": len(answered),
                 "abandoned": len(abandoned),
                 "service_level": levels,
+                "answered_within": within_t,
+                "asa_s": round(sum(waits) / len(waits), 1) if waits else None,
                 "agents": states,
             }
         )

@@ -48,6 +48,8 @@ def test_queue_figures() -> None:
     q = stats["emergency-114"]
     assert (q["waiting"], q["longest_wait_s"], q["answered"], q["abandoned"]) == (2, 30.0, 3, 1)
     assert q["service_level"] == {"15s": 0.25, "20s": 0.5}
+    assert q["answered_within"] == {"15s": 1, "20s": 2}
+    assert q["asa_s"] == 21.0  # (5 + 18 + 40) / 3
     assert q["agents"] == {"available": 1, "busy": 1}
     assert stats["hotline-1022"]["service_level"] == {"15s": 1.0, "20s": 1.0}
     assert stats["emergency-113"] == {
@@ -57,5 +59,7 @@ def test_queue_figures() -> None:
         "answered": 0,
         "abandoned": 0,
         "service_level": {"15s": None, "20s": None},
+        "answered_within": {"15s": 0, "20s": 0},
+        "asa_s": None,
         "agents": {},
     }
