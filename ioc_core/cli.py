@@ -1,4 +1,4 @@
-"""`ioc` command line: run, db upgrade, token create, audit verify, catalogue load."""
+"""`ioc` command line: run, db upgrade, token create, user add, audit verify, catalogue load."""
 
 from __future__ import annotations
 
@@ -406,6 +406,10 @@ def parser() -> argparse.ArgumentParser:
     revoke = tok.add_parser("revoke", help="revoke a token by id")
     revoke.add_argument("id")
     revoke.set_defaults(fn=cmd_token_revoke)
+
+    from ioc_core.access import cli as users
+
+    users.register(sub)
 
     audit = sub.add_parser("audit", help="audit trail").add_subparsers(
         dest="audit_cmd", required=True

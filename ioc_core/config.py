@@ -123,6 +123,19 @@ VARIABLES: tuple[Variable, ...] = (
         int,
     ),
     Variable("IOC_TOKEN_CACHE_S", "30", "Seconds a verified API token is cached in memory.", int),
+    Variable(
+        "IOC_SESSION_HOURS",
+        "12",
+        "Hours a staff sign-in lasts (absolute, from sign-in: one shift).",
+        float,
+    ),
+    Variable(
+        "IOC_LOGIN_MAX_FAILURES",
+        "5",
+        "Failed sign-ins for one username within IOC_LOGIN_WINDOW_S before 429 (20 per address).",
+        int,
+    ),
+    Variable("IOC_LOGIN_WINDOW_S", "300", "Seconds the sign-in throttle counts failures.", int),
     Variable("IOC_LOG_LEVEL", "INFO", "Logging level."),
     Variable(
         "IOC_MAP_TILES",
@@ -222,6 +235,9 @@ class Settings:
     bus_max_deliveries: int
     bus_claim_idle_ms: int
     token_cache_s: int
+    session_hours: float
+    login_max_failures: int
+    login_window_s: int
     log_level: str
     map_tiles: str = ""
     map_center: tuple[float, float] = (11.5349, 106.8832)
@@ -266,6 +282,8 @@ class Settings:
             "IOC_SOCKETS_MAX",
             "IOC_SOCKETS_PER_CLIENT",
             "IOC_SOCKET_BURST",
+            "IOC_LOGIN_MAX_FAILURES",
+            "IOC_LOGIN_WINDOW_S",
         ):
             if g(name) < 1:
                 raise ConfigError(f"{name} must be at least 1")
@@ -310,6 +328,9 @@ class Settings:
             bus_max_deliveries=g("IOC_BUS_MAX_DELIVERIES"),
             bus_claim_idle_ms=g("IOC_BUS_CLAIM_IDLE_MS"),
             token_cache_s=g("IOC_TOKEN_CACHE_S"),
+            session_hours=g("IOC_SESSION_HOURS", 0.0001),
+            login_max_failures=g("IOC_LOGIN_MAX_FAILURES"),
+            login_window_s=g("IOC_LOGIN_WINDOW_S"),
             log_level=g("IOC_LOG_LEVEL").upper(),
             map_tiles=_tiles(g("IOC_MAP_TILES")),
             map_center=_lat_lon(g("IOC_MAP_CENTER")),

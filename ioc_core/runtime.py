@@ -12,6 +12,8 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ioc_core import db
+from ioc_core.access.sessions import SessionVerifier
+from ioc_core.access.staff import Passwords
 from ioc_core.access.tokens import TokenVerifier
 from ioc_core.bus import Bus, make_bus
 from ioc_core.catalogue.service import Catalogue, load_catalogue
@@ -33,6 +35,8 @@ class Core:
     catalogue: Catalogue
     tracking: TrackingAllocator
     tokens: TokenVerifier
+    signins: SessionVerifier  # staff sessions (the ioc_session cookie)
+    passwords: Passwords
     clock: Callable[[], datetime] = db.utcnow
 
     async def health(self) -> dict[str, Any]:
@@ -78,6 +82,8 @@ def build_core(settings: Settings, *, bus: Bus | None = None) -> Core:
             sessions=sessions, prefix=settings.tracking_prefix, block=settings.tracking_block
         ),
         tokens=TokenVerifier(sessions=sessions, cache_s=settings.token_cache_s),
+        signins=SessionVerifier(sessions=sessions),
+        passwords=Passwords(),
     )
 
 

@@ -31,6 +31,8 @@ class Principal:
     token_id: str | None = None
     agency_code: str | None = None
     subject: str = ""  # citizen identity, e.g. "zalo:12345" or a portal account
+    extension: str | None = None  # a signed-in staff member's phone extension, if any
+    session: bool = False  # True: a staff sign-in (cookie), not an API token
 
     @property
     def is_staff(self) -> bool:

@@ -30,14 +30,24 @@ class Caller:
     role: str
     name: str
     is_staff: bool
+    extension: str | None = None  # a signed-in staff member's own phone, if they have one
+    session: bool = False  # a staff sign-in (browser), not an API token
 
 
 async def require_staff(request: web.Request) -> Caller:
-    """Call-takers, supervisors, leaders and admins; others get 401/403 with the reason."""
+    """Call-takers, supervisors, leaders and admins, by token or signed in (then a request
+    that changes something carries the session's CSRF token: `principal_of` checks it);
+    others get 401/403 with the reason."""
     p = await principal_of(request)
-    who = Caller(role=p.role.value, name=p.name, is_staff=p.is_staff)
+    who = Caller(
+        role=p.role.value,
+        name=p.name,
+        is_staff=p.is_staff,
+        extension=p.extension,
+        session=p.session,
+    )
     if who.role == "public":
-        raise Unauthorized("this needs a staff token", error_id="token-required")
+        raise Unauthorized("this needs a staff sign-in or a staff token", error_id="token-required")
     if not who.is_staff:
         raise Forbidden("only IOC staff may do this", error_id="staff-only")
     return who

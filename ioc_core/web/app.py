@@ -18,7 +18,7 @@ from ioc_core.http import (
 )
 from ioc_core.runtime import Core
 from ioc_core.sockets import SOCKETS, SocketGate, SocketLimits
-from ioc_core.web import open311, openapi, rest, screens
+from ioc_core.web import open311, openapi, rest, screens, signin
 from ioc_core.web.keys import CORE
 
 logger = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def make_app(core: Core, *, primary: bool = True, features: bool = True) -> web.
     app.add_routes(openapi.routes)
     app.add_routes(open311.routes)
     screens.attach(app)
+    signin.attach(app)
     app[PRIMARY] = primary
     app[HEALTH_CHECKS] = {}
     if features:
