@@ -14,6 +14,7 @@ from ioc_core.config import Settings
 from telephony.asterisk.chroot import ChrootUnavailable, ensure_chroot
 from telephony.asterisk.config import AsteriskSettings, ensure_secrets, render, write
 from telephony.asterisk.process import AsteriskProcess
+from telephony.asterisk.webrtc import copy_certificates
 from telephony.ivr.prompts import PromptToolMissing, ensure_prompts
 from telephony.settings import variables
 
@@ -69,7 +70,9 @@ def _cmd(args: argparse.Namespace) -> int:
         if len(args.command) != 1:
             print("usage: ioc asterisk render DIR", file=sys.stderr)
             return 2
-        write(Path(args.command[0]), _config(settings.data_dir / "asterisk"))
+        target, state_dir = Path(args.command[0]), settings.data_dir / "asterisk"
+        write(target, _config(state_dir))
+        copy_certificates(state_dir, target)  # /etc/asterisk/keys in the container
         return 0
     proc = _process(settings)
     if args.action == "prepare":

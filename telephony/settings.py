@@ -28,6 +28,24 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "IOC_ASTERISK_AGENTS", "1001,1002,1003,1004,1005", "Agent extensions (comma-separated)."
     ),
+    Variable(
+        "IOC_ASTERISK_BROWSER_AGENTS",
+        "2001,2002,2003,2004,2005",
+        "Browser (WebRTC) agent extensions for the call-taker console (comma-separated).",
+    ),
+    Variable("IOC_ASTERISK_WSS_PORT", "8089", "Asterisk's TLS port: wss:// for browsers.", int),
+    Variable(
+        "IOC_ASTERISK_WSS_BIND",
+        "127.0.0.1",
+        "Address the wss:// port binds (the agents' LAN address to reach it from their PCs).",
+    ),
+    Variable(
+        "IOC_ASTERISK_BROWSER_LOCAL",
+        "1",
+        "Browser agents run on this machine: loopback media and ICE candidates; 0 = agents' "
+        "PCs elsewhere (real interface candidates).",
+        bool,
+    ),
     Variable("IOC_PROMPTS_DIR", "", "Recorded prompts (<lang>/<name>.wav) replacing espeak-ng."),
     Variable(
         "IOC_STT_MODEL_DIR",
