@@ -52,8 +52,10 @@ HEALTH_EVERY_S = 5.0
 def attach(app: web.Application) -> None:
     """`ioc.web` entry point: the API routes, and the switchboard's lifetime."""
     from telephony.web import openapi, routes
+    from telephony.web_console import routes as console_routes
 
     app.add_routes(routes)
+    app.add_routes(console_routes)
     contribute(app, openapi())
     app.cleanup_ctx.append(_lifetime)
 
@@ -89,7 +91,7 @@ def build_switchboard(
     desk = AgentDesk(
         ami=ami,
         store=store,
-        agents=asterisk.agents,
+        agents=asterisk.all_agents(),
         queues=[s.queue for s in settings.services.values()],
         wrapup_s=WRAPUP_S,
         names=dict(settings.agent_names or {}),

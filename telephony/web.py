@@ -32,6 +32,7 @@ from telephony.calls.kpi import QueuedCall, queue_stats
 from telephony.i18n import said
 from telephony.keys import STORE, SWITCHBOARD, SWITCHBOARD_SETTINGS
 from telephony.switchboard.agents import UnknownAgent
+from telephony.web_console import ConferenceIn, MonitorIn, may_act_on, openapi_paths
 
 routes = web.RouteTableDef()
 API = "/api/v1"
@@ -63,6 +64,9 @@ class CallbacksQuery(_Strict):
 class CallbackAction(_Strict):
     note: str = Field(default="", max_length=2000)
     agent: str = Field(default="", max_length=32)
+    # How the call went (for `complete`, e.g. after a call-back dialled from the agent's
+    # phone): kept as the item's last_outcome, the vocabulary of the automatic attempts.
+    outcome: Literal["answered", "busy", "no_answer", "rejected", "failed"] | None = None
 
 
 class LoginIn(_Strict):
@@ -130,7 +134,11 @@ async def act_on_callback(request: web.Request) -> web.Response:
     callback_id = int(request.match_info["id"])
     try:
         view = await request.app[STORE].callbacks.act(
-            callback_id, request.match_info["action"], agent=body.agent or who.name, note=body.note
+            callback_id,
+            request.match_info["action"],
+            agent=body.agent or who.name,
+            note=body.note,
+            outcome=body.outcome,
         )
     except ValueError as exc:
         raise Conflict(said("api.bad_action", reason=str(exc)), error_id="callback-state") from None
@@ -183,9 +191,10 @@ async def agents(request: web.Request) -> web.Response:
 
 @routes.post(API + "/agents/{ext}/{action:" + "|".join(AGENT_ACTIONS) + "}")
 async def agent_action(request: web.Request) -> web.Response:
-    await require_staff(request)
+    who = await require_staff(request)
     sb = request.app.get(SWITCHBOARD)
     ext, action = request.match_info["ext"], request.match_info["action"]
+    may_act_on(who, ext)
     body: Any = (
         await read_model(request, PauseIn if action == "pause" else LoginIn)
         if (request.can_read_body)
@@ -293,12 +302,17 @@ def openapi() -> Fragment:
             "post": operation(
                 f"Agent: {action} (through the switchboard; 503 while it is down)",
                 roles=STAFF,
+                description="A call-taker on their own extension only (403 not-your-extension);"
+                " a supervisor or admin on any.",
                 parameters=[ext],
                 body=json_body(model, required=False),
                 ok={"200": response("The agent's state")},
             )
         }
+    paths.update(openapi_paths())
     return Fragment(
         paths=paths,
-        schemas=schemas_of(CallsQuery, CallbacksQuery, CallbackAction, LoginIn, PauseIn),
+        schemas=schemas_of(
+            CallsQuery, CallbacksQuery, CallbackAction, LoginIn, PauseIn, MonitorIn, ConferenceIn
+        ),
     )

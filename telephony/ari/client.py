@@ -51,9 +51,15 @@ class AriClient:
             await self._session.close()
 
     async def request(self, method: str, path: str, **params: Any) -> Any:
+        return await self.request_with_body(method, path, None, **params)
+
+    async def request_with_body(
+        self, method: str, path: str, body: Mapping[str, Any] | None, **params: Any
+    ) -> Any:
+        """`params` go in the query string; `body` (e.g. an originate's `variables`) as JSON."""
         http = await self._http()
         query = {k: str(v) for k, v in params.items() if v is not None}
-        async with http.request(method, self._base + path, params=query) as r:
+        async with http.request(method, self._base + path, params=query, json=body) as r:
             if r.status == 404 and path.startswith("/channels/"):
                 raise ChannelGone(404, path)
             if r.status >= 400:

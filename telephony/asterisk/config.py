@@ -5,8 +5,8 @@ rendered from settings into the instance's state folder and bound over the chroo
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import secrets
 import socket
 import tomllib

@@ -77,12 +77,20 @@ def ensure_certificates(state_dir: Path, *, names: Sequence[str] = ()) -> Path:
 
 def _alt_name(name: str) -> str:
     name = name.strip()
-    if not name or name in ("0.0.0.0", "::"):
+    if not name or ipaddress.ip_address(name if _is_ip(name) else "127.0.0.1").is_unspecified:
         return ""
     try:
         return f"IP:{ipaddress.ip_address(name)}"
     except ValueError:
         return f"DNS:{name}"
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _self_signed(keys: Path, kind: str, subject: str, days: int, extra: list[str]) -> None:

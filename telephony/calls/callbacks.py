@@ -258,7 +258,13 @@ class Callbacks:
         )
 
     async def act(
-        self, callback_id: int, action: str, *, agent: str, note: str = ""
+        self,
+        callback_id: int,
+        action: str,
+        *,
+        agent: str,
+        note: str = "",
+        outcome: str | None = None,
     ) -> dict[str, Any] | None:
         """A person's action: claim, complete (reached the citizen), cancel (with a note),
         retry (back to the automatic queue now). Returns None for an unknown item; raises
@@ -291,6 +297,8 @@ class Callbacks:
             cb.assigned_to = agent or cb.assigned_to
             if note:
                 cb.note = note
+            if outcome is not None and action == "complete":
+                cb.last_outcome = outcome
             cb.updated_at = now
             add_events(s, [self._callback_event(cb, await self._call_uid(s, cb))])
             view = callback_view(cb)

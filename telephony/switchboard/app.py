@@ -33,6 +33,7 @@ from telephony.switchboard.agents import AgentDesk
 from telephony.switchboard.announce import Positions
 from telephony.switchboard.audiosocket import AudioSocketServer
 from telephony.switchboard.callbacks import Callbacks
+from telephony.switchboard.console import ConsoleCalls
 from telephony.switchboard.draft import Description, Drafts
 from telephony.switchboard.hotline import Hotline, IvrRunner
 from telephony.switchboard.live import LiveTaps, owned, remove_leftovers
@@ -107,6 +108,8 @@ class Switchboard:
         self._descriptions: dict[str, asyncio.Task[Description | None]] = {}
         self.drafts = Drafts(store=store, api=api, settings=settings, pending=self._descriptions)
         self.callbacks = Callbacks(voice=self.voice, store=store, settings=settings, zone=zone)
+        # The consoles' telephony: three-way calls, listen/whisper/barge, call-back dialling.
+        self.console = ConsoleCalls(ari=ari, ami=ami, agents=desk.extensions)
         self.transcripts = Transcripts(
             store=store, drafts=self.drafts, stt=stt, spool=spool, urgent=self.wake_callbacks
         )
