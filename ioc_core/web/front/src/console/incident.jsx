@@ -164,8 +164,7 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
       let now = await data.incident(target);
       if (now.state === "draft") now = await data.transition(target, "submit");
       if (now.state === "new") now = await data.transition(target, "verify");
-      setDone(now);
-      clearForm();
+      setDone(now); // the form stays, read-only, until "next": what was sent stays in view
       if (onLinked) onLinked();
     } catch (err) {
       setError(t("console.form.failed", { message: err.message }));
@@ -197,6 +196,7 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
           {(done.state_label && done.state_label[lang()]) || done.state}
           <button type="button" class="ghost" data-testid="next-incident"
             onClick={() => {
+              clearForm();
               setDone(null);
               setMode(null);
             }}>
@@ -209,6 +209,7 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
           {t("console.form.reporter")}: {inc.reporters[0].phone || inc.reporters[0].name || "–"}
         </p>
       )}
+      <fieldset class="plain" disabled={!!done}>
       <label for="f-category">{t("console.form.category")}</label>
       <select id="f-category" data-testid="incident-category" value={form.category}
         onChange={(e) => set({ category: e.currentTarget.value })} required>
@@ -252,7 +253,7 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
         <p class="muted" data-testid="incident-area">{t("console.form.area")}: {form.area_name || form.area_code}</p>
       )}
       <LocationMap config={config} lat={form.lat} lon={form.lon}
-        onPick={(lat, lon) => set({ lat, lon })} />
+        onPick={(lat, lon) => !done && set({ lat, lon })} />
       {dups.length > 0 && (
         <div class="dups" data-testid="duplicates">
           <strong>{t("console.form.duplicates", { count: dups.length })}</strong>
@@ -284,8 +285,9 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
           onChange={(e) => set({ confidential: e.currentTarget.checked })} />
         {t("console.form.confidential")}
       </label>
+      </fieldset>
       {error && <p class="error" role="alert" data-testid="incident-error">{error}</p>}
-      {!located && <p class="muted">{t("console.form.needs_location")}</p>}
+      {!located && !done && <p class="muted">{t("console.form.needs_location")}</p>}
       <p class="row">
         <button type="submit" class="ok" data-testid="submit-incident" disabled={!canSubmit}>
           {busy ? t("console.form.submitting") : t("console.form.submit")} <kbd>Ctrl+Enter</kbd>

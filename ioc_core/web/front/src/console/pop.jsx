@@ -63,7 +63,7 @@ export function ScreenPop({ call, phoneCall, ani }) {
           </p>
         )}
       </div>
-      {call && call.recording_path && (
+      {call && call.status === "ended" && call.recording_path && (
         <audio controls preload="none" src={`/api/v1/calls/${encodeURIComponent(call.id)}/recording`} data-testid="recording" />
       )}
       <h3>{t("console.pop.history", { count: earlier.length })}</h3>
