@@ -240,7 +240,7 @@ function DraftForm({ draftKey, code, mode, setMode, cats, call, phoneCall, confi
             <li key={a.code}>
               <button type="button" class="ghost" data-testid={`area-${a.code}`}
                 onClick={() => {
-                  set({ area_code: a.code, area_name: a.name, address: form.address || a.name });
+                  set({ area_code: a.code, area_name: a.name, address: a.name }); // then add the street
                   setAreaHits([]);
                 }}>
                 {a.name} <span class="muted">({a.code})</span>
