@@ -84,6 +84,15 @@ async def test_a_call_taker_answers_in_the_browser_and_submits_the_calls_inciden
             caller.stop()
         await _answer_a_chat(page, hub)
 
+        # Asterisk goes away: the console says so and registers again by itself when it is back.
+        await asyncio.to_thread(hub.ioc, "asterisk", "stop", timeout=60)
+        await page.get_by_test_id("sip-banner").wait_for(timeout=15_000)
+        assert await page.get_by_test_id("sip-health").get_attribute("data-health") != "registered"
+        await asyncio.to_thread(hub.ioc, "asterisk", "start", timeout=120)
+        registered = page.locator("[data-testid=sip-health][data-health=registered]")
+        await registered.wait_for(timeout=30_000)
+        await page.get_by_test_id("sip-banner").wait_for(state="detached")
+
 
 async def _answer_and_submit(page: Any, hub: HubProcess) -> None:
     ringing = page.get_by_test_id("incoming-call")
