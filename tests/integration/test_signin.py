@@ -8,6 +8,7 @@ import dataclasses
 import os
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from argon2 import PasswordHasher
 from ioc_core.access.sessions import CACHE_S, COOKIE
 from ioc_core.access.staff import Passwords, check_new_user, create_user
 from ioc_core.db import transaction
+from ioc_core.errors import Unauthorized
 from ioc_core.runtime import Core
 from tests.helpers import auth, make_token, report, wait_until
 
@@ -142,7 +144,7 @@ async def test_accounts_from_the_command_line(
     assert (await run("user", "disable", "an")).returncode == 0
 
     async def ended() -> bool:
-        return (await browser.get("/auth/session")).status == 401
+        return bool((await browser.get("/auth/session")).status == 401)
 
     await wait_until(ended, within=CACHE_S + 3, what="the disabled user's session to end")
     assert await error_of(await browser.get("/auth/session"), 401) == "session-expired"
@@ -226,7 +228,7 @@ async def test_throttled_then_allowed_after_the_window(fast: Core, client: Any) 
     assert (await r.json())["details"]["retry_after_s"] == int(r.headers["Retry-After"])
 
     async def allowed() -> bool:
-        return (await login(client, "an")).status == 200
+        return bool((await login(client, "an")).status == 200)
 
     await wait_until(allowed, within=6, interval=0.25, what="the window to pass")
     # A success forgets the username's failures: three more are needed again.
@@ -285,7 +287,7 @@ async def test_expiry_logout_and_unknown_cookies(fast: Core, client: Any) -> Non
     assert (await short.get("/auth/session")).status == 200
 
     async def expired() -> bool:
-        return (await short.get("/api/v1/incidents")).status == 401
+        return bool((await short.get("/api/v1/incidents")).status == 401)
 
     await wait_until(expired, within=5, interval=0.2, what="the session to expire")
     assert await error_of(await short.get("/auth/session"), 401) == "session-expired"
@@ -344,3 +346,35 @@ async def test_a_new_password_ends_the_other_sessions(fast: Core, client: Any) -
     token = await make_token(fast, "supervisor")
     r = await client.post("/auth/password", json={"current": "a", "new": "b"}, headers=auth(token))
     assert await error_of(r, 401) == "not-signed-in"  # a token has no password to change
+
+
+async def test_last_seen_is_written_at_most_once_a_minute(fast: Core, client: Any) -> None:
+    from sqlalchemy import select
+
+    from ioc_core.access.models import StaffSession
+    from ioc_core.access.sessions import SessionVerifier, session_id
+
+    await add_user(fast, "an", "calltaker")
+    b = await sign_in(client, "an")
+    now = [fast.clock()]
+    # No cache: every lookup reads the database, as a worker does after CACHE_S.
+    verifier = SessionVerifier(sessions=fast.sessions, cache_s=0, clock=lambda: now[0])
+
+    async def last_seen() -> Any:
+        async with fast.sessions() as s:
+            return await s.scalar(
+                select(StaffSession.last_seen_at).where(StaffSession.id == session_id(b.cookie))
+            )
+
+    first = await last_seen()
+    for seconds in (10, 30, 59):
+        now[0] = first + timedelta(seconds=seconds)
+        await verifier.lookup(b.cookie)
+        assert await last_seen() == first
+    now[0] = first + timedelta(seconds=61)
+    await verifier.lookup(b.cookie)
+    assert await last_seen() == now[0]
+    now[0] = first + timedelta(hours=12, seconds=1)
+    with pytest.raises(Unauthorized) as err:
+        await verifier.lookup(b.cookie)
+    assert err.value.error_id == "session-expired"

@@ -126,11 +126,11 @@ def test_the_session_id_is_the_cookies_sha256() -> None:
 
 
 # Cheap parameters: these tests check behaviour, not cost.
-FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
+FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)
 
 
 async def test_passwords_verify_and_ask_for_a_rehash_when_parameters_change() -> None:
-    old = Passwords(hasher=PasswordHasher(**FAST))
+    old = Passwords(hasher=FAST)
     stored = await old.hash("correct horse battery")
     assert stored.startswith("$argon2id$") and "correct" not in stored
     assert await old.verify(stored, "correct horse battery") == (True, False)
