@@ -48,6 +48,8 @@ class CallsQuery(_Strict):
         default_factory=list
     )
     service: str | None = Field(default=None, max_length=8, pattern=r"^[0-9]+$")
+    # The caller's number: a console's screen pop lists the earlier calls of the number ringing.
+    ani: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9]+$")
     since: datetime | None = None
     limit: int = Field(default=100, ge=1, le=1000)
 
@@ -82,7 +84,7 @@ async def list_calls(request: web.Request) -> web.Response:
     if q.since is not None and q.since.tzinfo is None:
         q.since = q.since.replace(tzinfo=LOCAL)
     items = await request.app[STORE].list_calls(
-        status=q.status, service=q.service, since=q.since, limit=q.limit
+        status=q.status, service=q.service, ani=q.ani, since=q.since, limit=q.limit
     )
     return json_response({"items": items})
 

@@ -151,7 +151,14 @@ async def static(request: web.Request) -> web.StreamResponse:
 async def config(request: web.Request) -> web.Response:
     """What every screen needs to know before it draws (nothing secret)."""
     s = request.app[CORE].settings
-    return json_response({"map": {"tiles": s.map_tiles, "center": list(s.map_center), "zoom": 12}})
+    return json_response(
+        {
+            "map": {"tiles": s.map_tiles, "center": list(s.map_center), "zoom": 12},
+            # The core's duplicate rule (RP-8), so a console shows the same candidates before a
+            # report is submitted as the core would merge after.
+            "duplicates": {"radius_m": s.duplicate_radius_m, "window_min": s.duplicate_window_min},
+        }
+    )
 
 
 def attach(app: web.Application) -> None:

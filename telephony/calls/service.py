@@ -428,6 +428,7 @@ class CallStore:
         *,
         status: Sequence[str] = (),
         service: str | None = None,
+        ani: str | None = None,
         since: datetime | None = None,
         limit: int = 100,
     ) -> list[dict[str, Any]]:
@@ -436,6 +437,8 @@ class CallStore:
             stmt = stmt.where(Call.status.in_(list(status)))
         if service:
             stmt = stmt.where(Call.service == service)
+        if ani:
+            stmt = stmt.where(Call.ani == ani)
         if since:
             stmt = stmt.where(Call.arrived_at >= since)
         async with self._sessions() as s:

@@ -173,17 +173,21 @@ class Caller:
         voice: Path | None = None,
         plays: Sequence[tuple[int, str]] = (),
         hang_up: bool = True,
+        stream: Path | None = None,
     ):
         self.service, self.ani, self.hold_ms = service, ani, hold_ms
         self._scenario = folder / f"caller-{ani}-{service}.xml"
         # `speak`: 7 s of real audio (Debian sip-tester's G.711 A-law sample) `speak_after_ms`
         # after the answer (a hang-up from Asterisk during that wait would fail the call);
-        # `voice`: a PCMU pcap of its own (speech_pcap) instead.
+        # `voice`: a PCMU pcap of its own (speech_pcap) instead; `stream`: raw mu-law sent for
+        # the whole call from the answer on (caller_scenario), e.g. for RTP both ways.
         if speak or voice:
             plays = [(speak_after_ms, str(voice or PCAPS / "g711a.pcap")), *plays]
         codec: Codec = "PCMA" if speak and not voice else "PCMU"
         self._scenario.write_text(
-            caller_scenario(ani=ani, hold_ms=hold_ms, codec=codec, plays=plays, hang_up=hang_up)
+            caller_scenario(
+                ani=ani, hold_ms=hold_ms, codec=codec, plays=plays, hang_up=hang_up, stream=stream
+            )
         )
         self._sip_port = sip_port
         self._proc: asyncio.subprocess.Process | None = None
