@@ -4,19 +4,12 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api } from "../lib/api.js";
 import { formatDuration, t } from "../lib/i18n.js";
+import { PAUSE_REASONS, reasonText } from "../lib/pause.js";
 
-export const PAUSE_REASONS = ["break", "meal", "meeting", "training", "paperwork", "other"];
 const MONITOR = ["listen", "whisper", "barge"];
 const MONITORS = new Set(["supervisor", "admin"]);
 const PAUSABLE = new Set(["available", "busy", "ringing", "wrap_up", "unreachable"]);
 
-// A code we know shows translated; anything else (a reason typed at a desk phone) as it is.
-function reasonText(reason) {
-  if (!reason) return "";
-  const key = `board.pause_reason.${reason}`;
-  const text = t(key);
-  return text === key ? reason : text;
-}
 
 function since(iso, now) {
   return iso ? (now - Date.parse(iso)) / 1000 : null;

@@ -2,11 +2,8 @@
 // the switchboard's API and Asterisk's queue members have (telephony AgentState).
 import { useEffect, useState } from "preact/hooks";
 import { t } from "../lib/i18n.js";
+import { PAUSE_REASONS, reasonText } from "../lib/pause.js";
 import * as data from "./data.js";
-
-// Pause reasons, as data: the code travels to the API (and the board), the words come from
-// the locales (`pause_reasons.<code>`).
-export const PAUSE_REASONS = ["short_break", "lunch", "meeting", "training", "paperwork", "other"];
 
 export function AgentPanel({ ext, agent, onChanged, run, unlock }) {
   const [queues, setQueues] = useState([]);
@@ -54,9 +51,7 @@ export function AgentPanel({ ext, agent, onChanged, run, unlock }) {
         </span>
         {state === "paused" && agent && agent.pause_reason && (
           <span class="muted" data-testid="pause-reason">
-            {t(`pause_reasons.${agent.pause_reason}`) === `pause_reasons.${agent.pause_reason}`
-              ? agent.pause_reason
-              : t(`pause_reasons.${agent.pause_reason}`)}
+            {reasonText(agent.pause_reason)}
           </span>
         )}
         {state === "wrap_up" && <span class="muted">{t("console.agent.wrap_up_hint")}</span>}
