@@ -49,8 +49,12 @@ class ArtifactCache:
     def is_fresh(self, name: str, inputs: Inputs) -> bool:
         return (self.path(name, inputs) / MARKER).exists()
 
-    def ensure(self, name: str, inputs: Inputs, build: Callable[[Path], None]) -> Path:
-        """The artefact's folder, built by `build(tmp_folder)` when absent or stale."""
+    def ensure(
+        self, name: str, inputs: Inputs, build: Callable[[Path], None], *, keep_stale: bool = False
+    ) -> Path:
+        """The artefact's folder, built by `build(tmp_folder)` when absent or stale. Other
+        versions are removed, unless `keep_stale` (small artefacts that several checkouts or
+        a running hub may still be using)."""
         final = self.path(name, inputs)
         if (final / MARKER).exists():
             return final
@@ -71,7 +75,8 @@ class ArtifactCache:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
-            self._remove_stale(name, keep=final)
+            if not keep_stale:
+                self._remove_stale(name, keep=final)
         return final
 
     def _remove_stale(self, name: str, *, keep: Path) -> None:

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
+import socket
+from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from ioc_core.access.roles import Principal, Role
+from ioc_core.access.roles import STAFF, Principal, Role
 from ioc_core.access.sessions import COOKIE
-from ioc_core.errors import Forbidden, IocError, Unauthorized
+from ioc_core.api.openapi import operation, response
+from ioc_core.errors import Forbidden, IocError, MalformedRequest, Unauthorized
 from ioc_core.live import Client, LiveHub, may_watch
 from ioc_core.sockets import CLOSE_POLICY, SOCKETS, long_lived
 from ioc_core.web.auth import principal_of
@@ -32,6 +36,9 @@ HEARTBEAT_S = 20.0
 SEND_TIMEOUT_S = 30.0
 # How often an open feed re-checks that its sign-in or token still holds.
 RECHECK_S = 60.0
+# Redis entry ids (`1733333333333-0`) and in-process cursors (`<epoch hex>-<n>`).
+CURSOR = re.compile(r"[0-9a-f]{1,32}-[0-9]{1,20}")
+SEND_BUFFER_BYTES = 128 * 1024
 CLOSE_SIGNED_OUT = 4401  # application code: the session ended; the page goes to sign-in
 
 
@@ -43,11 +50,14 @@ async def live(request: web.Request) -> web.WebSocketResponse:
     if not may_watch(principal):
         raise Forbidden("this role has no live feed", error_id="no-live-feed")
     hub = request.app[HUB]
-    after = request.query.get("after", "")[:64] or None
+    after = request.query.get("after") or None
+    if after is not None and not CURSOR.fullmatch(after):
+        raise MalformedRequest("after: not a cursor of this feed", error_id="bad-cursor")
     lease = request.app[SOCKETS].admit(request)  # 403/429/503 before the upgrade
     with lease:
         ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=4096)
         await ws.prepare(request)
+        _bound_send_buffer(request)
         client = hub.attach(principal, after=after)
         sender = asyncio.create_task(_send(ws, client))
         checker = asyncio.create_task(_recheck(request, ws, principal))
@@ -66,6 +76,16 @@ async def live(request: web.Request) -> web.WebSocketResponse:
             with contextlib.suppress(ConnectionError):
                 await ws.close()
     return ws
+
+
+def _bound_send_buffer(request: web.Request) -> None:
+    """Linux grows a socket's send buffer up to tcp_wmem's maximum (4 MiB by default): a frozen
+    tab would soak up minutes of events there before its queue noticed anything. A fixed
+    128 KiB keeps kernel memory per screen small and lets the queue find a frozen one soon."""
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER_BYTES)
 
 
 async def _send(ws: web.WebSocketResponse, client: Client) -> None:
@@ -107,3 +127,30 @@ def attach(app: web.Application) -> None:
         app[CORE].bus.watch(hub.publish)
 
     app.on_startup.append(tap)
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The feed in the hub's OpenAPI document (ioc_core.web.openapi)."""
+    after = {
+        "name": "after",
+        "in": "query",
+        "required": False,
+        "description": "the last cursor this screen saw: what came after it is replayed "
+        "(or one resync when this worker no longer holds it)",
+        "schema": {"type": "string", "pattern": f"^{CURSOR.pattern}$"},
+    }
+    roles = tuple(r.value for r in Role if r in STAFF or r is Role.AGENCY)
+    return {
+        PATH: {
+            "get": operation(
+                "The live feed (WebSocket): bus events the caller's role may see",
+                roles=roles,
+                description="JSON text frames: `hello` first, then `event`s; `resync` means "
+                "reload over REST and go on from its cursor. A signed-in browser's cookie or a "
+                "bearer token. Agency accounts see only incident events that name their agency.",
+                parameters=[after],
+                ok={"101": response("Switching to the WebSocket protocol", media="")},
+                tags=("live",),
+            )
+        }
+    }

@@ -50,8 +50,10 @@ from ioc_core.incidents.schemas import (
     UnmergeIn,
     UpdateIn,
 )
+from ioc_core.web.live import openapi_paths as live_paths
 from ioc_core.web.open311 import BASE as OPEN311
 from ioc_core.web.rest import API, AreaQuery, ListQuery
+from ioc_core.web.screens import openapi_paths as screen_paths
 
 routes = web.RouteTableDef()
 
@@ -424,6 +426,8 @@ def core_paths() -> dict[str, Any]:
             )
             | {"operationId": "get_timeline"}
         },
+        **live_paths(),
+        **screen_paths(),
         **_open311(),
     }
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from ioc_core.api.openapi import operation, response
 from ioc_core.artifacts import ArtifactCache, Inputs
 from ioc_core.config import Settings
 from ioc_core.http import json_response
@@ -85,7 +86,9 @@ def build(settings: Settings) -> Path:
         shutil.move(work / "dist", tmp / "dist")
         shutil.rmtree(work)  # node_modules stays in npm's own cache, not here
 
-    folder = ArtifactCache(settings.cache_dir).ensure("front", inputs(), make)
+    # Old builds stay (a megabyte each): a hub already running, or another checkout sharing
+    # the cache, still serves its own.
+    folder = ArtifactCache(settings.cache_dir).ensure("front", inputs(), make, keep_stale=True)
     return folder / "dist"
 
 
@@ -179,3 +182,52 @@ def _redirect(to: str) -> Any:
         raise web.HTTPMovedPermanently(to)
 
     return handler
+
+
+def openapi_paths() -> dict[str, Any]:
+    """The screens in the hub's OpenAPI document (ioc_core.web.openapi): pages and assets are
+    public (what they show needs a sign-in: each page asks /auth/session first)."""
+    page = {"200": response("HTML page", {"type": "string"}, media="text/html")}
+    page["503"] = response(
+        "The screens are not built: run `ioc setup front`", {"type": "string"}, media="text/html"
+    )
+    public = ("public",)
+    paths: dict[str, Any] = {
+        path: {"get": operation(f"The {screen} screen", roles=public, ok=page, tags=("screens",))}
+        for path, screen in PAGES.items()
+    }
+    for short in ("/console", "/board"):
+        paths[short] = {
+            "get": operation(
+                f"Redirect to {short}/",
+                roles=public,
+                ok={"301": response("Moved permanently", media="")},
+                tags=("screens",),
+            )
+        }
+    name = {
+        "name": "name",
+        "in": "path",
+        "required": True,
+        "description": "an asset of the built screens",
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9._/-]+$"},
+    }
+    paths["/static/{name}"] = {
+        "get": operation(
+            "A script, stylesheet or image of the screens",
+            roles=public,
+            parameters=[name],
+            ok={"200": response("The file", {"type": "string"}, media="*/*")},
+            tags=("screens",),
+        )
+    }
+    config_body = {"type": "object", "required": ["map"], "properties": {"map": {"type": "object"}}}
+    paths["/api/v1/screens/config"] = {
+        "get": operation(
+            "What the screens need before they draw (map tiles and centre, duplicate radius)",
+            roles=public,
+            ok={"200": response("Settings for the screens", config_body)},
+            tags=("screens",),
+        )
+    }
+    return paths

@@ -82,8 +82,10 @@ async def test_a_reconnect_resumes_exactly_after_the_last_cursor(
             if data["event"]["name"] == "incident.created":
                 got.append(data["event"]["payload"]["code"])
         assert got == codes
-    async with client.ws_connect(f"{URL}?after=nobody-knows-1", headers=auth(staff)) as ws:
+    async with client.ws_connect(f"{URL}?after=abc-1", headers=auth(staff)) as ws:
         assert [(await _next(ws))["type"] for _ in range(2)] == ["hello", "resync"]
+    r = await client.get(f"{URL}?after=nobody-knows", headers=auth(staff))
+    assert r.status == 400 and (await r.json())["error_id"] == "bad-cursor"
 
 
 async def test_a_stalled_screen_is_told_to_resync_and_slows_nobody(

@@ -44,7 +44,6 @@ export const conference = (callId, target) =>
 export const categories = async () => (await api("GET", "/api/v1/categories")).items || [];
 export const areas = async (q) =>
   (await api("GET", `/api/v1/areas?q=${enc(q)}&limit=12`)).items || [];
-export const screenConfig = () => api("GET", "/api/v1/screens/config");
 
 export const incident = (code) => api("GET", `/api/v1/incidents/${enc(code)}`);
 export const patchIncident = (code, body) => api("PATCH", `/api/v1/incidents/${enc(code)}`, body);

@@ -13,6 +13,7 @@ import { ChatPanel, WorkQueue } from "./queue.jsx";
 import { Ringtone, Softphone } from "./softphone.js";
 import * as data from "./data.js";
 import "./console.css";
+import { loadScreensConfig } from "../lib/map.jsx";
 
 const POLL_MS = 4000; // the live feed makes changes instant; polling covers a feed that is down
 
@@ -72,7 +73,7 @@ function Console({ session }) {
 
   // State over REST, kept fresh by the live feed (and by polling while the feed is away).
   useEffect(() => {
-    data.screenConfig().then(setConfig, () => setConfig(null));
+    loadScreensConfig().then(setConfig, () => setConfig(null));
     const agentSoon = coalesce(loadAgent, 100);
     const workSoon = coalesce(loadWork, 150);
     const callSoon = coalesce(loadCall, 100);
