@@ -204,7 +204,12 @@ aors = {extension}
 direct_media = no
 rtp_symmetric = yes
 callerid = Agent {extension} <{extension}>
+""" + _credentials(extension, password)
 
+
+def _credentials(extension: str, password: str) -> str:
+    """An agent's password and its one registration (a new one replaces the old)."""
+    return f"""
 [{extension}]
 type = auth
 auth_type = userpass
@@ -225,18 +230,7 @@ def _browser_agent(extension: str, password: str) -> str:
 auth = {extension}
 aors = {extension}
 callerid = Agent {extension} <{extension}>
-
-[{extension}]
-type = auth
-auth_type = userpass
-username = {extension}
-password = {password}
-
-[{extension}]
-type = aor
-max_contacts = 1
-remove_existing = yes
-"""
+""" + _credentials(extension, password)
 
 
 _DIGITS = re.compile(r"^[0-9]{2,15}$")
